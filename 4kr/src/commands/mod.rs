@@ -1,0 +1,34 @@
+//! One module per command group. Each exposes its clap `Args` and an async `run` returning the exit
+//! code (0 on success; exec and ps pass the remote command's code through).
+
+pub mod boxes;
+pub mod config;
+pub mod console;
+pub mod cp;
+pub mod docs;
+pub mod ephemeral;
+pub mod exec;
+
+use crate::cli::Command;
+use crate::ctx::Ctx;
+use crate::error::Result;
+
+/// Runs one parsed command.
+pub async fn run(ctx: &Ctx, command: Command) -> Result<i32> {
+    match command {
+        Command::Create(a) => boxes::create(ctx, a).await,
+        Command::List(a) => boxes::list(ctx, a).await,
+        Command::Show(a) => boxes::show(ctx, a).await,
+        Command::Update(a) => boxes::update(ctx, a).await,
+        Command::Delete(a) => boxes::delete(ctx, a).await,
+        Command::Stop(a) => boxes::stop(ctx, a, false).await,
+        Command::Resume(a) => boxes::stop(ctx, a, true).await,
+        Command::Exec(a) => exec::exec(ctx, a).await,
+        Command::Console(a) => console::console(ctx, a).await,
+        Command::Ps(a) => exec::ps(ctx, a).await,
+        Command::Logs(a) => exec::logs(ctx, a).await,
+        Command::Cp(a) => cp::cp(ctx, a).await,
+        Command::Config(a) => config::run(ctx, a),
+        Command::Docs(a) => docs::run(a),
+    }
+}

@@ -1,0 +1,280 @@
+//! Wire types of the HTTP API: what `forkr-server` accepts and returns and what `4kr` sends and reads.
+//!
+//! Routes (all under `/v1`, all behind `Authorization: Bearer <token>`):
+//!
+//! | method | path | body → answer |
+//! |---|---|---|
+//! | GET | `/projects/{p}/boxes` | → `Vec<BoxInfo>` |
+//! | POST | `/projects/{p}/boxes` | `CreateBox` → 201 `BoxInfo` |
+//! | GET | `/projects/{p}/boxes/{b}` | → `BoxInfo` |
+//! | PATCH | `/projects/{p}/boxes/{b}` | `UpdateBox` → `BoxInfo` (400 `no_updates`) |
+//! | DELETE | `/projects/{p}/boxes/{b}?force=bool` | → `Deleted` (409 `fork_running`) |
+//! | POST | `/projects/{p}/boxes/{b}/stop`, `/resume` | → `BoxInfo` |
+//! | POST | `/projects/{p}/boxes/{b}/exec` | `ExecRequest` → `ExecOutput` or, with `bg`, `BgStarted` |
+//! | GET (WS) | `/projects/{p}/boxes/{b}/exec/ws` | first text frame `ExecRequest`, then [`ws`] frames |
+//! | GET (WS) | `/projects/{p}/boxes/{b}/console?rows&cols` | a PTY in [`ws`] frames |
+//! | POST | `/projects/{p}/boxes/{b}/ps` | `PsRequest` → `ExecOutput` |
+//! | GET | `/projects/{p}/boxes/{b}/logs?pid=N&follow=bool` | → the log bytes (streamed with follow) |
+//! | GET | `/projects/{p}/boxes/{b}/files?path=/abs` | → raw bytes, mode in `x-forkr-mode` |
+//! | PUT | `/projects/{p}/boxes/{b}/files?path=/abs&mode=0644` | raw bytes → `FileWritten` |
+//! | GET | `/openapi.json` | the OpenAPI document (no auth) |
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+/// The documented error body: `{"error":{"code":"...","message":"..."}}`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ErrorDetail {
+    /// Stable machine code such as `not_found`, `fork_running`, `no_updates`.
+    pub code: String,
+    /// Human-readable message.
+    pub message: String,
+}
+
+/// The state of a box.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum BoxStatus {
+    /// PID 1 is running.
+    Running,
+    /// The root exists, no process runs.
+    Stopped,
+    /// PID 1 died on its own; `resume` starts it again.
+    Exited,
+}
+
+impl BoxStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BoxStatus::Running => "running",
+            BoxStatus::Stopped => "stopped",
+            BoxStatus::Exited => "exited",
+        }
+    }
+}
+
+/// A data mount as the API carries it: volume `name` at `path`, read-only or not.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct DataMount {
+    pub name: String,
+    pub path: String,
+    #[serde(default)]
+    pub read_only: bool,
+}
+
+/// `POST /projects/{p}/boxes`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateBox {
+    pub name: String,
+    /// Base (alias, exact version, or `alias:tag`). Default `box-base`. Not with `fork`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base: Option<String>,
+    /// Box to clone. Not with `base`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fork: Option<String>,
+    /// Container environment (`KEY=VALUE` pairs from `--env`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub env: BTreeMap<String, String>,
+    /// CPU request: cores as a number (`2`, `0.5`) or millicores (`500m`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu: Option<String>,
+    /// Memory limit: `512Mi`, `2Gi`, `1G`, or a plain number of MiB.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<String>,
+    /// Data volume mounts.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub data: Vec<DataMount>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
+    /// The port the box serves on (published hosts route here). Default 8080.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub termination_grace_seconds: Option<u64>,
+}
+
+/// `PATCH /projects/{p}/boxes/{b}`: settings as `KEY=VALUE` (only the documented allowlist acts) and
+/// tags.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+pub struct UpdateBox {
+    #[serde(default)]
+    pub settings: BTreeMap<String, String>,
+    /// When present, replaces the box's tags.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tags: Option<Vec<String>>,
+}
+
+/// A box as `show` and `list` report it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct BoxInfo {
+    pub name: String,
+    pub project: String,
+    pub status: BoxStatus,
+    /// The base version the root was cloned from (for forks, the source's base).
+    pub base: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forked_from: Option<String>,
+    pub url: String,
+    pub port: u16,
+    pub created_at: String,
+    pub updated_at: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<String>,
+    #[serde(default)]
+    pub published: Vec<String>,
+    #[serde(default)]
+    pub tags: Vec<String>,
+    #[serde(default)]
+    pub data: Vec<DataMount>,
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    pub cpus: f64,
+    pub ram_mb: u64,
+    pub storage_gb: f64,
+    pub termination_grace_seconds: u64,
+    /// Host PID of the box's PID 1 while running (local runtime).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid: Option<u32>,
+}
+
+/// `DELETE` answer.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Deleted {
+    pub name: String,
+    /// `true` when the box existed and was removed now, `false` when it was already gone.
+    pub deleted: bool,
+    /// Some files could not be removed yet; the server retries in the background (HTTP 202).
+    #[serde(default)]
+    pub cleanup_pending: bool,
+}
+
+/// `POST …/exec` and the first frame of `…/exec/ws`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ExecRequest {
+    /// argv; with `sh`, joined by spaces and run as one shell string. Empty means a login shell.
+    #[serde(default)]
+    pub cmd: Vec<String>,
+    /// Treat `cmd` as a shell string.
+    #[serde(default)]
+    pub sh: bool,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub env: BTreeMap<String, String>,
+    /// Working directory inside the box.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wd: Option<String>,
+    /// Project user to run as (default root).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    /// Start detached; answer `BgStarted`.
+    #[serde(default)]
+    pub bg: bool,
+    /// Allocate a PTY (WebSocket only).
+    #[serde(default)]
+    pub tty: bool,
+    /// Initial PTY size.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rows: Option<u16>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cols: Option<u16>,
+    /// Bytes for stdin (buffered exec only), UTF-8.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stdin: Option<String>,
+}
+
+/// Buffered exec result.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ExecOutput {
+    pub exit_code: i32,
+    /// Standard output, lossily decoded as UTF-8.
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Background exec result.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct BgStarted {
+    /// PID of the process inside the box.
+    pub pid: u32,
+}
+
+/// `POST …/ps`: extra `ps` arguments.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+pub struct PsRequest {
+    #[serde(default)]
+    pub args: Vec<String>,
+}
+
+/// `PUT …/files` answer.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct FileWritten {
+    pub path: String,
+    pub size: u64,
+    pub mode: u32,
+}
+
+/// The response header carrying a file's permission bits (octal) on `GET …/files`.
+pub const MODE_HEADER: &str = "x-forkr-mode";
+
+/// Binary WebSocket frames of exec and console: one channel byte, then the payload.
+///
+/// Client → server: [`ws::STDIN`] bytes, [`ws::RESIZE`] with a JSON `{"rows":R,"cols":C}`,
+/// [`ws::CLOSE_STDIN`] (empty payload) to send EOF. Server → client: [`ws::STDOUT`] and
+/// [`ws::STDERR`] bytes, then one [`ws::EXIT`] frame whose payload is the exit code as decimal text,
+/// then a normal close. Errors before the process starts arrive as a text frame holding an
+/// [`ErrorBody`] followed by a close.
+pub mod ws {
+    pub const STDIN: u8 = 0;
+    pub const STDOUT: u8 = 1;
+    pub const STDERR: u8 = 2;
+    pub const EXIT: u8 = 3;
+    pub const RESIZE: u8 = 4;
+    pub const CLOSE_STDIN: u8 = 5;
+}
+
+/// Resize payload of a [`ws::RESIZE`] frame.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema)]
+pub struct Resize {
+    pub rows: u16,
+    pub cols: u16,
+}
+
+/// One base version (a read-only subvolume).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct BaseVersion {
+    pub version: String,
+    /// The base name (alias) this version belongs to.
+    pub name: String,
+    /// How it was made: `import`, `save`, `build`, `script`.
+    pub kind: String,
+    /// sha256 of the build script or Dockerfile, for built versions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tag: Option<String>,
+    pub builder: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<String>,
+    /// Bytes used; absent while still being measured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<u64>,
+    pub arch: String,
+    pub created_at: String,
+}
+
+/// A base name with its versions (`base show`); `base list` returns these with the newest version.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct BaseInfo {
+    pub name: String,
+    /// The version the alias points at (the newest).
+    pub latest: String,
+    pub version_count: usize,
+    /// Oldest first.
+    pub versions: Vec<BaseVersion>,
+}

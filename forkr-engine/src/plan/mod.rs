@@ -1,0 +1,1 @@
+//! Plans: desired state against observed state.

@@ -1,0 +1,77 @@
+//! Schema migrations, applied in order inside one transaction each; `PRAGMA user_version` records how
+//! many have run. Append new steps; never edit a released one.
+
+use rusqlite::Connection;
+
+use crate::Result;
+
+const STEPS: &[&str] = &[
+    // 1: boxes, root snapshots, bases.
+    "CREATE TABLE boxes (
+        project TEXT NOT NULL,
+        name TEXT NOT NULL,
+        base TEXT NOT NULL,
+        forked_from TEXT,
+        desired TEXT NOT NULL CHECK (desired IN ('running', 'stopped')),
+        pid INTEGER,
+        pid_start INTEGER,
+        port INTEGER NOT NULL,
+        cpus REAL NOT NULL,
+        ram_mb INTEGER NOT NULL,
+        storage_gb REAL NOT NULL,
+        grace_seconds INTEGER NOT NULL,
+        env TEXT NOT NULL,
+        tags TEXT NOT NULL,
+        data TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        started_at TEXT,
+        PRIMARY KEY (project, name)
+    );
+    CREATE INDEX boxes_base ON boxes (base);
+    CREATE TABLE snapshots (
+        project TEXT NOT NULL,
+        box TEXT NOT NULL,
+        name TEXT NOT NULL,
+        description TEXT NOT NULL DEFAULT '',
+        size INTEGER,
+        created_at TEXT NOT NULL,
+        PRIMARY KEY (project, box, name),
+        FOREIGN KEY (project, box) REFERENCES boxes (project, name) ON DELETE CASCADE
+    );
+    CREATE TABLE bases (
+        version TEXT PRIMARY KEY,
+        alias TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        tag TEXT,
+        builder TEXT NOT NULL,
+        parent TEXT REFERENCES bases (version),
+        size INTEGER,
+        arch TEXT NOT NULL,
+        created_at TEXT NOT NULL
+    );
+    CREATE INDEX bases_alias ON bases (alias);",
+];
+
+pub(super) fn run(conn: &mut Connection) -> Result<()> {
+    let done: usize = conn.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0))? as usize;
+    for (i, step) in STEPS.iter().enumerate().skip(done) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(step)?;
+        tx.pragma_update(None, "user_version", (i + 1) as i64)?;
+        tx.commit()?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn migrations_are_idempotent() {
+        let mut c = rusqlite::Connection::open_in_memory().unwrap();
+        super::run(&mut c).unwrap();
+        super::run(&mut c).unwrap();
+        let v: i64 = c.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+        assert_eq!(v as usize, super::STEPS.len());
+    }
+}

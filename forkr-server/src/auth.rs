@@ -1,0 +1,57 @@
+//! Bearer-token authentication on every route but `/v1/openapi.json` and `/healthz`.
+//!
+//! The token lives in `<data>/token` (0600), created with 32 random bytes on first start. The
+//! comparison is constant-time so response timing does not leak how much of a guess was right.
+
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
+use axum::middleware::Next;
+use axum::response::Response;
+use forkr_engine::{Error, ErrorKind};
+
+use crate::AppState;
+use crate::error::ApiError;
+
+/// Reads the token file, creating it (0600) with a fresh random token if missing.
+pub fn load_or_create_token(path: &Path) -> anyhow::Result<String> {
+    if let Ok(t) = std::fs::read_to_string(path) {
+        let t = t.trim().to_owned();
+        if !t.is_empty() {
+            return Ok(t);
+        }
+    }
+    let mut bytes = [0u8; 32];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut bytes))
+        .map_err(|e| anyhow::anyhow!("reading /dev/urandom for a token: {e}"))?;
+    let token = hex::encode(bytes);
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
+    writeln!(f, "{token}")?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)?;
+    Ok(token)
+}
+
+pub async fn require_token(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Result<Response, ApiError> {
+    let given = req
+        .headers()
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    match given {
+        Some(t) if constant_time_eq::constant_time_eq(t.as_bytes(), state.token.as_bytes()) => Ok(next.run(req).await),
+        Some(_) => Err(Error::new(ErrorKind::Unauthorized, "unauthorized", "invalid token").into()),
+        None => Err(Error::new(
+            ErrorKind::Unauthorized,
+            "unauthorized",
+            "missing bearer token: send `Authorization: Bearer <token>` (set FORKR_TOKEN for 4kr)",
+        )
+        .into()),
+    }
+}

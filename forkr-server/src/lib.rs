@@ -1,0 +1,61 @@
+//! forkr-api: the HTTP/WebSocket API over the Forkr engine.
+//!
+//! Handlers are thin (parse, validate names at the edge, call one engine method, render); all errors
+//! go through [`error::ApiError`], which renders the documented JSON body. Every route but
+//! `/v1/openapi.json` and `/healthz` needs the bearer token.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use forkr_engine::engine::Engine;
+
+pub mod auth;
+pub mod error;
+pub mod openapi;
+pub mod routes;
+// TEMP(lead): enabled once runtime::local lands.
+// pub mod setup;
+
+/// Shared state of all handlers.
+pub struct AppState {
+    pub engine: Arc<Engine>,
+    pub token: String,
+}
+
+/// Largest JSON body a route accepts.
+pub const JSON_LIMIT: usize = 1 << 20;
+
+/// The full API router.
+pub fn router(state: Arc<AppState>) -> Router {
+    use routes::{bases, boxes, exec, files};
+    let box_path = "/v1/projects/{project}/boxes/{name}";
+    let api = Router::new()
+        .route("/v1/projects/{project}/boxes", get(boxes::list).post(boxes::create))
+        .route(box_path, get(boxes::show).patch(boxes::update).delete(boxes::delete))
+        .route(&format!("{box_path}/stop"), post(boxes::stop))
+        .route(&format!("{box_path}/resume"), post(boxes::resume))
+        .route(&format!("{box_path}/exec"), post(exec::exec))
+        .route(&format!("{box_path}/exec/ws"), get(exec::exec_ws))
+        .route(&format!("{box_path}/console"), get(exec::console))
+        .route(&format!("{box_path}/ps"), post(exec::ps))
+        .route(&format!("{box_path}/logs"), get(exec::logs))
+        .route(
+            &format!("{box_path}/files"),
+            get(files::get).put(files::put).layer(DefaultBodyLimit::max(files::FILE_LIMIT)),
+        )
+        .route("/v1/bases", get(bases::list))
+        .route("/v1/bases/{name}", get(bases::show))
+        .route("/v1/bases/{name}/import", post(bases::import).layer(DefaultBodyLimit::disable()))
+        .layer(DefaultBodyLimit::max(JSON_LIMIT))
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_token));
+    Router::new()
+        .route("/v1/openapi.json", get(openapi::serve))
+        .route("/healthz", get(|| async { "ok" }))
+        .merge(api)
+        .fallback(|| async {
+            error::ApiError::new(forkr_engine::ErrorKind::NotFound, "not_found", "no such route; see /v1/openapi.json")
+        })
+        .with_state(state)
+}

@@ -1,0 +1,5 @@
+//! Route handlers, one module per resource.
+pub mod bases;
+pub mod boxes;
+pub mod exec;
+pub mod files;

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# The whole test suite: formatting, lints, schema freshness, unit, snapshot, CLI and end-to-end tests.
+# Needs root (the tests make btrfs images, loop devices, namespaces and cgroups, and clean them up).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if [ "$(id -u)" != 0 ]; then
+  echo "scripts/test.sh must run as root (it creates loop devices, mounts and namespaces)" >&2
+  exit 1
+fi
+FORKR_APT_UPDATE=1 bash scripts/deps.sh
+export CARGO_TERM_COLOR=never
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
+cargo build --workspace --bins --locked
+cargo test --workspace --locked -- --test-threads="${FORKR_TEST_THREADS:-4}"

@@ -1,0 +1,197 @@
+//! End-to-end test harness: a real `forkr-server` on a loopback port with a temporary data dir (on
+//! ext4, so the server provisions its own loop-mounted btrfs image), driven by the real `4kr` binary.
+//!
+//! Every [`Server`] cleans up after itself when dropped, also when a test panics: it kills the
+//! server, runs `forkr-server teardown` (which kills the box processes of that data dir, removes their
+//! cgroups, unmounts the image and releases the loop device) and removes the temporary directories.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// Where the workspace binaries are: `FORKR_BIN_DIR`, or the `target/<profile>` directory holding the
+/// running test executable.
+pub fn bin(name: &str) -> PathBuf {
+    if let Ok(dir) = std::env::var("FORKR_BIN_DIR") {
+        return PathBuf::from(dir).join(name);
+    }
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/debug/deps/e2e-hash → target/debug
+    let dir = exe.parent().and_then(|d| d.parent()).expect("target dir").to_path_buf();
+    let p = dir.join(name);
+    assert!(p.exists(), "{} not built: run `cargo build --workspace --bins` first", p.display());
+    p
+}
+
+/// Builds a tiny root filesystem in milliseconds: busybox-static with its applets, tini-static as
+/// `/usr/bin/tini`, a `/bin/bash` that hands over to busybox `sh`, and the profile files document 004
+/// describes. Returns the path of a `.tar.gz` of it.
+pub fn tiny_base_tarball(dir: &Path) -> PathBuf {
+    let root = dir.join("tiny-root");
+    for d in ["bin", "usr/bin", "sbin", "etc/profile.d", "root", "tmp", "work", "proc", "sys", "dev", "run", "var/log", "srv", "home"] {
+        std::fs::create_dir_all(root.join(d)).unwrap();
+    }
+    std::fs::copy("/usr/bin/busybox", root.join("bin/busybox")).expect("busybox-static installed");
+    std::fs::copy("/usr/bin/tini-static", root.join("usr/bin/tini")).expect("tini installed");
+    let list = Command::new("/usr/bin/busybox").arg("--list").output().unwrap();
+    for applet in String::from_utf8_lossy(&list.stdout).lines() {
+        let link = root.join("bin").join(applet);
+        if applet != "busybox" && !link.exists() {
+            std::os::unix::fs::symlink("busybox", link).unwrap();
+        }
+    }
+    write_mode(&root.join("bin/bash"), "#!/bin/sh\nexec /bin/sh \"$@\"\n", 0o755);
+    write_mode(&root.join("etc/passwd"), "root:x:0:0:root:/root:/bin/bash\n", 0o644);
+    write_mode(&root.join("etc/group"), "root:x:0:\n", 0o644);
+    write_mode(
+        &root.join("etc/profile"),
+        "for f in /etc/profile.d/*.sh; do [ -r \"$f\" ] && . \"$f\"; done\n[ -r /etc/bash.bashrc ] && . /etc/bash.bashrc\n",
+        0o644,
+    );
+    write_mode(
+        &root.join("etc/profile.d/forks-path.sh"),
+        "export PATH=\"$HOME/.local/bin:/box/proj/bin:/box/bin:$PATH\"\n",
+        0o644,
+    );
+    write_mode(&root.join("etc/bash.bashrc"), "# system-wide bashrc\n", 0o644);
+    write_mode(&root.join("root/.bashrc"), "cd /work\n", 0o644);
+    let tarball = dir.join("tiny-base.tar.gz");
+    let st = Command::new("tar").arg("-C").arg(&root).args(["-czf"]).arg(&tarball).arg(".").status().unwrap();
+    assert!(st.success(), "tar failed");
+    tarball
+}
+
+fn write_mode(path: &Path, content: &str, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, content).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+/// A running server with its own data dir, and a working directory for CLI calls outside any git
+/// repository (so the project resolves to `default` unless a test sets one).
+pub struct Server {
+    child: Option<Child>,
+    pub data: tempfile::TempDir,
+    pub work: tempfile::TempDir,
+    pub url: String,
+    pub token: String,
+    pub addr: String,
+}
+
+impl Server {
+    /// Starts a server on a fresh data dir and imports the tiny base as `box-base`.
+    pub fn start() -> Server {
+        let data = tempfile::Builder::new().prefix("forkr-e2e-").tempdir().unwrap();
+        let work = tempfile::Builder::new().prefix("forkr-work-").tempdir().unwrap();
+        let mut s = Server { child: None, data, work, url: String::new(), token: String::new(), addr: "127.0.0.1:0".into() };
+        s.spawn();
+        let tarball = tiny_base_tarball(s.work.path());
+        s.ok(&["base", "import", "box-base", "--file", tarball.to_str().unwrap()]);
+        s
+    }
+
+    /// Starts (or restarts, on the same data dir and port) the server process.
+    pub fn spawn(&mut self) {
+        let mut child = Command::new(bin("forkr-server"))
+            .args(["--listen", &self.addr, "--image-size", "4G"])
+            .arg("--data-dir")
+            .arg(self.data.path())
+            .env("FORKR_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn forkr-server");
+        let stdout = child.stdout.take().unwrap();
+        let mut lines = BufReader::new(stdout).lines();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut token_file = None;
+        while token_file.is_none() && Instant::now() < deadline {
+            let Some(Ok(line)) = lines.next() else { break };
+            if let Some(u) = line.strip_prefix("forkr-server listening on ") {
+                self.url = u.to_owned();
+                self.addr = u.trim_start_matches("http://").to_owned();
+            } else if let Some(t) = line.strip_prefix("token file: ") {
+                token_file = Some(PathBuf::from(t));
+            }
+        }
+        // Keep draining stdout so the server never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines.by_ref() {});
+        self.child = Some(child);
+        let token_file = token_file.expect("server printed its token file");
+        self.token = std::fs::read_to_string(token_file).unwrap().trim().to_owned();
+    }
+
+    /// Kills the server with SIGKILL (boxes keep running).
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// A `4kr` command with this server's URL and token, in the work dir.
+    pub fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(bin("4kr"));
+        c.args(args)
+            .current_dir(self.work.path())
+            .env("FORKR_URL", &self.url)
+            .env("FORKR_TOKEN", &self.token)
+            .env_remove("FORKR_PROJECT")
+            .env_remove("FORKR_PROFILE")
+            .env_remove("FORKR_API_URL")
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null());
+        c
+    }
+
+    /// Runs `4kr args`, returns the output whatever the exit code.
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.cmd(args).output().expect("run 4kr")
+    }
+
+    /// Runs `4kr args` with `input` on stdin.
+    pub fn run_stdin(&self, args: &[&str], input: &[u8]) -> Output {
+        let mut child = self.cmd(args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(input).unwrap();
+        drop(stdin);
+        child.wait_with_output().unwrap()
+    }
+
+    /// Runs `4kr args` and asserts success; returns stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "4kr {args:?} failed ({:?})\nstdout: {}\nstderr: {}",
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Runs `4kr args`, asserts failure, returns stderr.
+    pub fn fails(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            !out.status.success(),
+            "4kr {args:?} unexpectedly succeeded\nstdout: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    }
+
+    /// `4kr show <box> --json` parsed.
+    pub fn show(&self, name: &str) -> serde_json::Value {
+        serde_json::from_str(&self.ok(&["show", name, "--json"])).expect("show --json")
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill9();
+        let _ = Command::new(bin("forkr-server")).arg("teardown").arg("--data-dir").arg(self.data.path()).status();
+    }
+}
