@@ -278,3 +278,121 @@ pub struct BaseInfo {
     /// Oldest first.
     pub versions: Vec<BaseVersion>,
 }
+
+/// `POST /projects/{p}/boxes/{b}/snapshots`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateSnapshot {
+    /// Snapshot name (`^[a-zA-Z0-9_.-]+$`); default: the next `vN`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub description: String,
+}
+
+/// A root snapshot (checkpoint) of a box.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct SnapshotInfo {
+    pub name: String,
+    pub r#box: String,
+    pub project: String,
+    /// Bytes used; absent while still being measured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<u64>,
+    /// RFC3339.
+    pub created_at: String,
+    #[serde(default)]
+    pub description: String,
+}
+
+/// What happened to a path since a snapshot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ChangeKind {
+    Added,
+    Modified,
+    Deleted,
+}
+
+impl ChangeKind {
+    /// `+`, `~`, `-` as `diff status` prints them.
+    pub fn symbol(self) -> char {
+        match self {
+            ChangeKind::Added => '+',
+            ChangeKind::Modified => '~',
+            ChangeKind::Deleted => '-',
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct PathChange {
+    pub path: String,
+    pub kind: ChangeKind,
+}
+
+/// `GET …/diff/status`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct DiffStatus {
+    /// The snapshot compared against.
+    pub against: String,
+    /// Sorted by path; empty means no changes.
+    pub changes: Vec<PathChange>,
+}
+
+/// Status of one file against a snapshot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum FileStatus {
+    Added,
+    Deleted,
+    Modified,
+    Unchanged,
+}
+
+/// `GET …/diff/file`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct FileDiff {
+    pub path: String,
+    pub against: String,
+    pub status: FileStatus,
+    /// Unified diff for a modified text file; a one-line note for binary files.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub diff: Option<String>,
+}
+
+/// `POST /bases/{name}/save`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SaveBase {
+    pub project: String,
+    pub r#box: String,
+}
+
+/// `POST /bases/{name}/build`: run `script` in a transient box on `parent`, save the result.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BuildBase {
+    pub script: String,
+    /// Parent base (default `box-base`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<String>,
+}
+
+/// Result of a script build.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct BuildResult {
+    pub version: BaseVersion,
+    /// `true` when the newest version already had this script's tag and nothing was built.
+    pub unchanged: bool,
+    /// Output of the build script (empty when unchanged).
+    #[serde(default)]
+    pub log: String,
+}
+
+/// `DELETE /bases/{name}` answer.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct BasesDeleted {
+    /// Versions removed, children first.
+    pub deleted: Vec<String>,
+}

@@ -29,7 +29,7 @@ pub const JSON_LIMIT: usize = 1 << 20;
 
 /// The full API router.
 pub fn router(state: Arc<AppState>) -> Router {
-    use routes::{bases, boxes, exec, files};
+    use routes::{bases, boxes, exec, files, snapshots};
     let box_path = "/v1/projects/{project}/boxes/{name}";
     let api = Router::new()
         .route("/v1/projects/{project}/boxes", get(boxes::list).post(boxes::create))
@@ -45,8 +45,15 @@ pub fn router(state: Arc<AppState>) -> Router {
             &format!("{box_path}/files"),
             get(files::get).put(files::put).layer(DefaultBodyLimit::max(files::FILE_LIMIT)),
         )
+        .route(&format!("{box_path}/snapshots"), get(snapshots::list).post(snapshots::create))
+        .route(&format!("{box_path}/snapshots/{{snapshot}}"), axum::routing::delete(snapshots::delete))
+        .route(&format!("{box_path}/snapshots/{{snapshot}}/restore"), post(snapshots::restore))
+        .route(&format!("{box_path}/diff/status"), get(snapshots::diff_status))
+        .route(&format!("{box_path}/diff/file"), get(snapshots::diff_file))
         .route("/v1/bases", get(bases::list))
-        .route("/v1/bases/{name}", get(bases::show))
+        .route("/v1/bases/{name}", get(bases::show).delete(bases::delete))
+        .route("/v1/bases/{name}/save", post(bases::save))
+        .route("/v1/bases/{name}/build", post(bases::build))
         .route("/v1/bases/{name}/import", post(bases::import).layer(DefaultBodyLimit::disable()))
         .layer(DefaultBodyLimit::max(JSON_LIMIT))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_token));

@@ -236,6 +236,9 @@ struct DeleteResult {
     name: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     deleted: Option<bool>,
+    /// The server retries part of the cleanup in the background (HTTP 202).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    cleanup_pending: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<forkr_engine::api::ErrorDetail>,
 }
@@ -249,10 +252,16 @@ pub async fn delete(ctx: &Ctx, a: DeleteArgs) -> Result<i32> {
         }
         .await;
         let result = match outcome {
-            Ok(d) => DeleteResult { name: raw.clone(), deleted: Some(d.deleted), error: None },
+            Ok(d) => DeleteResult {
+                name: raw.clone(),
+                deleted: Some(d.deleted),
+                cleanup_pending: d.cleanup_pending,
+                error: None,
+            },
             Err(e) => DeleteResult {
                 name: raw.clone(),
                 deleted: None,
+                cleanup_pending: false,
                 error: Some(forkr_engine::api::ErrorDetail { code: e.code().to_owned(), message: e.message().to_owned() }),
             },
         };

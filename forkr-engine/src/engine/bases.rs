@@ -283,3 +283,171 @@ impl Engine {
         Ok(BaseInfo { name: name.to_owned(), latest, version_count: count, versions })
     }
 }
+
+/// The project transient build boxes live in.
+pub const BUILD_PROJECT: &str = "forkr-builds";
+
+impl Engine {
+    /// `base save <base> <box>`: the box's on-disk root becomes a new version. The box need not run.
+    pub async fn save_base(self: &Arc<Self>, name: &str, project: &str, box_name: &str) -> Result<BaseVersion> {
+        validate(NameKind::Base, name)?;
+        validate(NameKind::Project, project)?;
+        validate(NameKind::Box, box_name)?;
+        let _g = self.lock_box(project, box_name).await;
+        let src = self.require_box(project, box_name)?;
+        let row = self.save_root_as_base(name, &src, "save", format!("box:{project}/{box_name}"), None).await?;
+        self.measure_base(row.version.clone());
+        Ok(to_api(&row))
+    }
+
+    async fn save_root_as_base(
+        self: &Arc<Self>,
+        name: &str,
+        src: &crate::store::BoxRow,
+        kind: &str,
+        builder: String,
+        tag: Option<String>,
+    ) -> Result<BaseRow> {
+        let this = self.clone();
+        let root = self.layout.root(&src.project, &src.name);
+        let (name, kind, parent) = (name.to_owned(), kind.to_owned(), src.base.clone());
+        blocking(move || {
+            if !this.storage.is_subvolume(&root) {
+                return Err(Error::new(ErrorKind::NotFound, "not_found", "the box's root filesystem does not exist on disk"));
+            }
+            let scratch = this.scratch_path("save");
+            this.storage.snapshot(&root, &scratch, false)?;
+            let arch = detect_arch(&scratch).unwrap_or_else(|_| HOST_ARCH.to_owned());
+            let row = this.next_version_name(&name).and_then(|version| {
+                this.register_base(
+                    &scratch,
+                    BaseRow {
+                        version,
+                        alias: name.clone(),
+                        kind,
+                        tag,
+                        builder,
+                        parent: this.store.get_base_version(&parent)?.map(|p| p.version),
+                        size: None,
+                        arch,
+                        created_at: String::new(),
+                    },
+                )
+            });
+            if row.is_err() {
+                let _ = this.storage.delete_subvolume(&scratch);
+            }
+            row
+        })
+        .await
+    }
+
+    /// `base build <name> --script`: runs the script in a transient box on the parent and saves the
+    /// result with TAG = sha256(script). When the newest version already carries that tag, nothing
+    /// is built (the forkd `snapshot-diff` idea: an unchanged script is a no-op).
+    pub async fn build_base(self: &Arc<Self>, name: &str, req: crate::api::BuildBase) -> Result<crate::api::BuildResult> {
+        use sha2::Digest;
+        validate(NameKind::Base, name)?;
+        let tag = hex::encode(sha2::Sha256::digest(req.script.as_bytes()));
+        let parent_spec = req.parent.clone().unwrap_or_else(|| crate::name::DEFAULT_BASE.to_owned());
+        let parent = self.resolve_base(&parent_spec)?;
+        if let Some(newest) = self.store.base_versions(name)?.pop() {
+            if newest.tag.as_deref() == Some(tag.as_str()) && newest.parent.as_deref() == Some(parent.version.as_str()) {
+                return Ok(crate::api::BuildResult { version: to_api(&newest), unchanged: true, log: String::new() });
+            }
+        }
+        let box_name = format!("build-{:x}", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0) & 0xffff_ffff_ffff);
+        let create = crate::api::CreateBox { name: box_name.clone(), base: Some(parent.version.clone()), ..Default::default() };
+        self.create_box(BUILD_PROJECT, create).await?;
+        let result = self.run_build(name, &box_name, &req.script, tag).await;
+        let _ = self.delete_box(BUILD_PROJECT, &box_name, true).await;
+        result
+    }
+
+    async fn run_build(self: &Arc<Self>, name: &str, box_name: &str, script: &str, tag: String) -> Result<crate::api::BuildResult> {
+        const SCRIPT: &str = "/.forkr-build.sh";
+        let root = self.layout.root(BUILD_PROJECT, box_name);
+        let (r2, s2) = (root.clone(), script.to_owned());
+        blocking(move || super::fs::write_file(&r2, SCRIPT, s2.as_bytes(), 0o755, false)).await?;
+        let row = self.require_box(BUILD_PROJECT, box_name)?;
+        let shell = if super::fs::exists(&root, "/bin/bash") { "bash" } else { "sh" };
+        let req = crate::api::ExecRequest { cmd: vec![shell.into(), SCRIPT.into()], ..Default::default() };
+        let out = self.exec_buffered(BUILD_PROJECT, box_name, &req, 16 << 20).await?;
+        let log = format!("{}{}", out.stdout, out.stderr);
+        if out.exit_code != 0 {
+            let tail: String = log.lines().rev().take(30).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n");
+            return Err(Error::bad_request("build_failed", format!("build script exited with code {}:\n{tail}", out.exit_code)));
+        }
+        {
+            let _g = self.lock_box(BUILD_PROJECT, box_name).await;
+            let mut r = row.clone();
+            self.stop_running(&mut r, std::time::Duration::from_secs(5)).await?;
+            let r3 = root.clone();
+            blocking(move || match std::fs::remove_file(r3.join(SCRIPT.trim_start_matches('/'))) {
+                Ok(()) => Ok(()),
+                Err(e) => Err(Error::io("removing the build script", e)),
+            })
+            .await?;
+            let saved = self.save_root_as_base(name, &r, "script", "script".into(), Some(tag)).await?;
+            self.measure_base(saved.version.clone());
+            Ok(crate::api::BuildResult { version: to_api(&saved), unchanged: false, log })
+        }
+    }
+
+    /// `base delete <name|version> [--force] [--cascade]`.
+    pub async fn delete_base(self: &Arc<Self>, spec: &str, force: bool, cascade: bool) -> Result<crate::api::BasesDeleted> {
+        if force && cascade {
+            return Err(Error::bad_request("invalid_request", "--force and --cascade cannot be used together"));
+        }
+        let mut roots = self.store.base_versions(spec)?;
+        if roots.is_empty() {
+            roots = self.store.get_base_version(spec)?.into_iter().collect();
+        }
+        if roots.is_empty() {
+            return Err(Error::new(ErrorKind::NotFound, "not_found", format!("base {spec:?} not found; see `4kr base list`")));
+        }
+        // Post-order over the child relation: children before parents.
+        let mut order: Vec<BaseRow> = Vec::new();
+        fn visit(e: &Engine, v: BaseRow, cascade: bool, out: &mut Vec<BaseRow>) -> Result<()> {
+            if cascade {
+                for c in e.store.base_children(&v.version)? {
+                    visit(e, c, cascade, out)?;
+                }
+            }
+            if !out.iter().any(|o| o.version == v.version) {
+                out.push(v);
+            }
+            Ok(())
+        }
+        for r in roots {
+            visit(self, r, cascade, &mut order)?;
+        }
+        if !force {
+            for v in &order {
+                if let Some((p, b)) = self.store.boxes_using_base(&v.version)?.into_iter().next() {
+                    return Err(Error::conflict(
+                        "base_in_use",
+                        format!("base version {:?} is used by box {p}:{b}; delete the box first or pass --force", v.version),
+                    ));
+                }
+                let children: Vec<_> = self.store.base_children(&v.version)?.into_iter().filter(|c| !order.iter().any(|o| o.version == c.version)).collect();
+                if let Some(c) = children.first() {
+                    return Err(Error::conflict(
+                        "base_has_children",
+                        format!("base version {:?} is the parent of {:?}; pass --cascade to delete both or --force to orphan it", v.version, c.version),
+                    ));
+                }
+            }
+        }
+        let mut deleted = Vec::new();
+        for v in order {
+            let this = self.clone();
+            let path = self.layout.base(&v.version);
+            blocking(move || this.storage.delete_subvolume(&path)).await?;
+            self.store.orphan_base_children(&v.version)?;
+            self.store.delete_base(&v.version)?;
+            deleted.push(v.version);
+        }
+        Ok(crate::api::BasesDeleted { deleted })
+    }
+}

@@ -25,6 +25,8 @@ mod box_exec;
 mod box_files;
 mod box_start;
 mod box_update;
+mod diff;
+mod snapshots;
 mod env;
 pub mod fs;
 mod reconcile;

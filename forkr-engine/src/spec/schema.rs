@@ -8,6 +8,7 @@ use std::io::Write;
 use std::sync::OnceLock;
 
 use schemars::generate::SchemaSettings;
+use schemars::transform::RecursiveTransform;
 use serde_json::Value;
 
 use super::types::{SetupConfig, WorkspaceFile};
@@ -40,8 +41,18 @@ impl SchemaKind {
     }
 }
 
+/// Doc comments wrap at 100 columns; editors show descriptions as prose, so the line breaks go.
+fn unwrap_description(schema: &mut schemars::Schema) {
+    if let Some(Value::String(d)) = schema.get_mut("description") {
+        *d = d.split_whitespace().collect::<Vec<_>>().join(" ");
+    }
+}
+
 fn generate(kind: SchemaKind) -> Value {
-    let generator = SchemaSettings::draft07().for_deserialize().into_generator();
+    let generator = SchemaSettings::draft07()
+        .for_deserialize()
+        .with_transform(RecursiveTransform(unwrap_description))
+        .into_generator();
     let schema = match kind {
         SchemaKind::Workspace => generator.into_root_schema_for::<WorkspaceFile>(),
         SchemaKind::Config => generator.into_root_schema_for::<SetupConfig>(),

@@ -527,7 +527,7 @@ impl Model {
                     if !is_dir(&st) {
                         modified_inodes.insert(st.st_ino);
                         if st.st_nlink > 1 {
-                            candidates.extend(new.inode_paths(st.st_ino)?);
+                            let _ = st.st_ino;
                         }
                     }
                 }
@@ -705,5 +705,695 @@ impl Snapshot {
             paths.push(tail[..end].to_vec());
         }
         Ok(paths)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::os::unix::fs::{PermissionsExt, symlink};
+    use std::path::PathBuf;
+    use std::process::{Command as Process, Stdio};
+    use std::time::{Duration, Instant};
+
+    use super::*;
+    use crate::storage::Storage;
+    use crate::storage::btrfs::Btrfs;
+    use crate::storage::test_support::TestFs;
+
+    /// A writable root plus a counter for read-only snapshots of it.
+    struct Scene {
+        fs: TestFs,
+        root: PathBuf,
+        snapshots: usize,
+    }
+
+    impl Scene {
+        fn new() -> Scene {
+            let fs = TestFs::new();
+            let root = fs.root().join("root");
+            Btrfs.create_subvolume(&root).unwrap();
+            Scene { fs, root, snapshots: 0 }
+        }
+
+        fn p(&self, rel: &str) -> PathBuf {
+            self.root.join(rel)
+        }
+
+        /// A read-only snapshot of the root as it is now.
+        fn freeze(&mut self) -> PathBuf {
+            self.snapshots += 1;
+            let snap = self.fs.root().join(format!("snap{}", self.snapshots));
+            Btrfs.snapshot(&self.root, &snap, true).unwrap();
+            snap
+        }
+    }
+
+    fn listed(changes: &[Change]) -> Vec<String> {
+        changes.iter().map(|c| format!("{} {}", c.kind.symbol(), c.path)).collect()
+    }
+
+    fn write(path: PathBuf, data: &str) {
+        std::fs::write(path, data).unwrap();
+    }
+
+    // -- An independent oracle: walk both trees completely and compare path by path. ------------
+
+    #[derive(Debug, PartialEq)]
+    struct Entry {
+        kind: u32,
+        ino: u64,
+        mode: u32,
+        uid: u32,
+        gid: u32,
+        body: Vec<u8>,
+    }
+
+    fn scan(top: &Path) -> BTreeMap<String, Entry> {
+        let mut out = BTreeMap::new();
+        let mut stack = vec![(top.to_path_buf(), String::new())];
+        while let Some((dir, rel)) = stack.pop() {
+            for entry in std::fs::read_dir(&dir).unwrap() {
+                let entry = entry.unwrap();
+                let meta = entry.metadata().unwrap();
+                let path = format!("{rel}/{}", entry.file_name().to_string_lossy());
+                let body = if meta.is_file() {
+                    std::fs::read(entry.path()).unwrap()
+                } else if meta.file_type().is_symlink() {
+                    std::fs::read_link(entry.path()).unwrap().as_os_str().as_bytes().to_vec()
+                } else {
+                    meta.rdev().to_le_bytes().to_vec()
+                };
+                if meta.is_dir() {
+                    stack.push((entry.path(), path.clone()));
+                }
+                let kind = meta.mode() & SFlag::S_IFMT.bits();
+                out.insert(path, Entry { kind, ino: meta.ino(), mode: meta.mode(), uid: meta.uid(), gid: meta.gid(), body });
+            }
+        }
+        out
+    }
+
+    fn oracle(old: &Path, new: &Path) -> Vec<Change> {
+        let (before, after) = (scan(old), scan(new));
+        let mut out = Vec::new();
+        for (path, b) in &before {
+            match after.get(path) {
+                None => out.push(Change { path: path.clone(), kind: ChangeKind::Deleted }),
+                Some(a) => {
+                    let dir = a.kind == SFlag::S_IFDIR.bits();
+                    let changed = if a.kind != b.kind {
+                        true
+                    } else if dir {
+                        (a.mode, a.uid, a.gid) != (b.mode, b.uid, b.gid)
+                    } else {
+                        a.ino != b.ino || (a.mode, a.uid, a.gid) != (b.mode, b.uid, b.gid) || a.body != b.body
+                    };
+                    if changed {
+                        out.push(Change { path: path.clone(), kind: ChangeKind::Modified });
+                    }
+                }
+            }
+        }
+        for path in after.keys() {
+            if !before.contains_key(path) {
+                out.push(Change { path: path.clone(), kind: ChangeKind::Added });
+            }
+        }
+        out.sort_by(|a, b| a.path.cmp(&b.path));
+        out
+    }
+
+    fn check_against_oracle(old: &Path, new: &Path) -> Vec<Change> {
+        let got = changes(old, new).unwrap();
+        let want = oracle(old, new);
+        assert_eq!(listed(&got), listed(&want), "send-based diff disagrees with a full walk");
+        got
+    }
+
+    // -- Scenarios --------------------------------------------------------------------------------
+
+    #[test]
+    fn added_modified_deleted_renamed_linked_and_chmod() {
+        let mut s = Scene::new();
+        std::fs::create_dir_all(s.p("etc/nginx")).unwrap();
+        std::fs::create_dir_all(s.p("srv/app")).unwrap();
+        write(s.p("etc/nginx/nginx.conf"), "worker 1\n");
+        write(s.p("etc/hosts"), "127.0.0.1 localhost\n");
+        write(s.p("srv/app/main.py"), "print(1)\n");
+        write(s.p("srv/app/old-name"), "x\n");
+        write(s.p("srv/doomed"), "bye\n");
+        write(s.p("srv/script"), "#!/bin/sh\n");
+        write(s.p("srv/data"), "shared\n");
+        symlink("main.py", s.p("srv/app/current")).unwrap();
+        let old = s.freeze();
+
+        write(s.p("etc/nginx/nginx.conf"), "worker 4\n"); // modified
+        write(s.p("etc/new.conf"), "new\n"); // added
+        std::fs::remove_file(s.p("srv/doomed")).unwrap(); // deleted
+        std::fs::rename(s.p("srv/app/old-name"), s.p("srv/new-name")).unwrap(); // renamed
+        std::fs::hard_link(s.p("srv/data"), s.p("etc/data-link")).unwrap(); // hard link
+        symlink("/etc/hosts", s.p("srv/hosts-link")).unwrap(); // symlink
+        std::fs::remove_file(s.p("srv/app/current")).unwrap();
+        symlink("old-name", s.p("srv/app/current")).unwrap(); // symlink retargeted
+        std::fs::set_permissions(s.p("srv/script"), std::fs::Permissions::from_mode(0o755)).unwrap(); // chmod
+        let new = s.freeze();
+
+        let got = check_against_oracle(&old, &new);
+        assert_eq!(
+            listed(&got),
+            [
+                "+ /etc/data-link",
+                "+ /etc/new.conf",
+                "~ /etc/nginx/nginx.conf",
+                "~ /srv/app/current",
+                "- /srv/app/old-name",
+                "- /srv/doomed",
+                "+ /srv/hosts-link",
+                "+ /srv/new-name",
+                "~ /srv/script",
+            ]
+        );
+    }
+
+    #[test]
+    fn timestamps_alone_are_no_change_and_parent_dirs_are_not_listed() {
+        let mut s = Scene::new();
+        std::fs::create_dir_all(s.p("a/b")).unwrap();
+        write(s.p("a/b/f"), "1");
+        write(s.p("a/g"), "1");
+        let old = s.freeze();
+        // touch: new mtime only.
+        let f = File::options().write(true).open(s.p("a/g")).unwrap();
+        f.set_modified(std::time::SystemTime::now() + Duration::from_secs(3600)).unwrap();
+        drop(f);
+        let touched = s.freeze();
+        assert!(changes(&old, &touched).unwrap().is_empty());
+
+        // A new file deep down changes its parents' mtimes: only the file is listed.
+        write(s.p("a/b/new"), "2");
+        let new = s.freeze();
+        assert_eq!(listed(&check_against_oracle(&old, &new)), ["+ /a/b/new"]);
+
+        // Mode and owner changes of a directory are listed.
+        std::fs::set_permissions(s.p("a/b"), std::fs::Permissions::from_mode(0o700)).unwrap();
+        std::os::unix::fs::lchown(s.p("a"), Some(1000), Some(1000)).unwrap();
+        let newer = s.freeze();
+        assert_eq!(listed(&check_against_oracle(&new, &newer)), ["~ /a", "~ /a/b"]);
+        assert!(changes(&newer, &newer).unwrap().is_empty());
+    }
+
+    #[test]
+    fn renamed_and_removed_directories_list_their_subtrees() {
+        let mut s = Scene::new();
+        std::fs::create_dir_all(s.p("proj/src/deep")).unwrap();
+        write(s.p("proj/src/lib.rs"), "lib");
+        write(s.p("proj/src/deep/x"), "x");
+        std::fs::create_dir_all(s.p("trash/t1/t2")).unwrap();
+        write(s.p("trash/t1/t2/junk"), "j");
+        write(s.p("trash/t1/more"), "m");
+        let old = s.freeze();
+        std::fs::rename(s.p("proj/src"), s.p("source")).unwrap();
+        std::fs::remove_dir_all(s.p("trash/t1")).unwrap();
+        let new = s.freeze();
+        assert_eq!(
+            listed(&check_against_oracle(&old, &new)),
+            [
+                "- /proj/src",
+                "- /proj/src/deep",
+                "- /proj/src/deep/x",
+                "- /proj/src/lib.rs",
+                "+ /source",
+                "+ /source/deep",
+                "+ /source/deep/x",
+                "+ /source/lib.rs",
+                "- /trash/t1",
+                "- /trash/t1/more",
+                "- /trash/t1/t2",
+                "- /trash/t1/t2/junk",
+            ]
+        );
+    }
+
+    #[test]
+    fn orphan_renames_and_swaps() {
+        let mut s = Scene::new();
+        for d in ["a", "b", "c"] {
+            std::fs::create_dir_all(s.p(&format!("{d}/inner"))).unwrap();
+            write(s.p(&format!("{d}/inner/{d}-file")), d);
+            write(s.p(&format!("{d}/top")), d);
+        }
+        write(s.p("f1"), "one");
+        write(s.p("f2"), "two");
+        let old = s.freeze();
+        // Swap two directories and two files through temporary names, nest one directory in
+        // another (processed before its new parent exists), and replace a directory by a file.
+        std::fs::rename(s.p("a"), s.p("tmp")).unwrap();
+        std::fs::rename(s.p("b"), s.p("a")).unwrap();
+        std::fs::rename(s.p("tmp"), s.p("b")).unwrap();
+        std::fs::rename(s.p("f1"), s.p("tmpf")).unwrap();
+        std::fs::rename(s.p("f2"), s.p("f1")).unwrap();
+        std::fs::rename(s.p("tmpf"), s.p("f2")).unwrap();
+        std::fs::create_dir(s.p("z")).unwrap();
+        std::fs::rename(s.p("a/inner"), s.p("z/inner")).unwrap();
+        std::fs::rename(s.p("c"), s.p("z/inner/c")).unwrap();
+        std::fs::create_dir(s.p("c")).unwrap();
+        write(s.p("c/top"), "new c");
+        std::fs::remove_dir_all(s.p("b/inner")).unwrap();
+        write(s.p("b/inner"), "now a file");
+        let new = s.freeze();
+        let got = check_against_oracle(&old, &new);
+        assert!(got.iter().any(|c| c.path == "/b/inner" && c.kind == ChangeKind::Modified));
+        assert!(got.iter().any(|c| c.path == "/z/inner/c/inner/c-file" && c.kind == ChangeKind::Added));
+    }
+
+    #[test]
+    fn a_file_changed_through_one_hard_link_is_modified_under_all_names() {
+        let mut s = Scene::new();
+        std::fs::create_dir(s.p("d")).unwrap();
+        write(s.p("one"), "v1");
+        std::fs::hard_link(s.p("one"), s.p("d/two")).unwrap();
+        std::fs::hard_link(s.p("one"), s.p("three")).unwrap();
+        let old = s.freeze();
+        let mut f = File::options().append(true).open(s.p("d/two")).unwrap();
+        io::Write::write_all(&mut f, b"+v2").unwrap();
+        drop(f);
+        let new = s.freeze();
+        assert_eq!(listed(&check_against_oracle(&old, &new)), ["~ /d/two", "~ /one", "~ /three"]);
+
+        // And a mode change too.
+        std::fs::set_permissions(s.p("three"), std::fs::Permissions::from_mode(0o600)).unwrap();
+        let newer = s.freeze();
+        assert_eq!(listed(&check_against_oracle(&new, &newer)), ["~ /d/two", "~ /one", "~ /three"]);
+    }
+
+    #[test]
+    fn special_files_xattrs_and_type_changes() {
+        let mut s = Scene::new();
+        write(s.p("was-file"), "f");
+        std::fs::create_dir(s.p("was-dir")).unwrap();
+        write(s.p("plain"), "p");
+        symlink("plain", s.p("link")).unwrap();
+        let old = s.freeze();
+        nix::unistd::mkfifo(&s.p("fifo"), nix::sys::stat::Mode::from_bits_truncate(0o644)).unwrap();
+        nix::sys::stat::mknod(
+            &s.p("null"),
+            SFlag::S_IFCHR,
+            nix::sys::stat::Mode::from_bits_truncate(0o666),
+            nix::sys::stat::makedev(1, 3),
+        )
+        .unwrap();
+        let sock = std::os::unix::net::UnixListener::bind(s.p("sock")).unwrap();
+        std::fs::remove_file(s.p("was-file")).unwrap();
+        std::fs::create_dir(s.p("was-file")).unwrap();
+        std::fs::remove_dir(s.p("was-dir")).unwrap();
+        write(s.p("was-dir"), "d");
+        xattr_set(&s.p("plain"), "user.note", b"hello");
+        std::fs::remove_file(s.p("link")).unwrap();
+        write(s.p("link"), "no longer a link");
+        let new = s.freeze();
+        drop(sock);
+        assert_eq!(
+            listed(&check_against_oracle_except(&old, &new, &["/plain"])),
+            ["+ /fifo", "~ /link", "+ /null", "~ /plain", "+ /sock", "~ /was-dir", "~ /was-file"]
+        );
+    }
+
+    /// The oracle does not read xattrs: compare everything else, and return the real answer.
+    fn check_against_oracle_except(old: &Path, new: &Path, xattr_only: &[&str]) -> Vec<Change> {
+        let got = changes(old, new).unwrap();
+        let filtered: Vec<Change> = got.iter().filter(|c| !xattr_only.contains(&c.path.as_str())).cloned().collect();
+        assert_eq!(listed(&filtered), listed(&oracle(old, new)));
+        got
+    }
+
+    fn xattr_set(path: &Path, name: &str, value: &[u8]) {
+        let path = std::ffi::CString::new(path.as_os_str().as_bytes()).unwrap();
+        let name = std::ffi::CString::new(name).unwrap();
+        // SAFETY: valid NUL-terminated strings and a valid buffer.
+        let rc = unsafe { libc::lsetxattr(path.as_ptr(), name.as_ptr(), value.as_ptr().cast(), value.len(), 0) };
+        assert_eq!(rc, 0, "{}", io::Error::last_os_error());
+    }
+
+    /// A deterministic pseudo-random generator (xorshift), so failures replay.
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+        fn below(&mut self, n: usize) -> usize {
+            (self.next() % n as u64) as usize
+        }
+        fn pick<'a, T>(&mut self, items: &'a [T]) -> Option<&'a T> {
+            if items.is_empty() { None } else { Some(&items[self.below(items.len())]) }
+        }
+    }
+
+    /// Random edits, diffed after every round against the previous round and the start, and
+    /// checked against the full-walk oracle each time.
+    #[test]
+    fn random_edits_agree_with_a_full_walk() {
+        let mut s = Scene::new();
+        for d in 0..6 {
+            std::fs::create_dir_all(s.p(&format!("d{d}/sub{d}"))).unwrap();
+            for f in 0..6 {
+                write(s.p(&format!("d{d}/f{f}")), &format!("{d}-{f}"));
+                write(s.p(&format!("d{d}/sub{d}/g{f}")), &format!("{d}+{f}"));
+            }
+        }
+        let start = s.freeze();
+        let mut previous = start.clone();
+        let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+        let mut counter = 0;
+        for round in 0..20 {
+            for _ in 0..25 {
+                counter += 1;
+                random_edit(&s.root, &mut rng, counter);
+            }
+            let now = s.freeze();
+            let got = check_against_oracle(&previous, &now);
+            assert!(!got.is_empty(), "round {round} changed nothing?");
+            check_against_oracle(&start, &now);
+            previous = now;
+        }
+    }
+
+    fn all_entries(root: &Path) -> (Vec<PathBuf>, Vec<PathBuf>) {
+        let (mut files, mut dirs) = (Vec::new(), vec![root.to_path_buf()]);
+        let mut stack = vec![root.to_path_buf()];
+        while let Some(dir) = stack.pop() {
+            for entry in std::fs::read_dir(&dir).unwrap() {
+                let entry = entry.unwrap();
+                let ft = entry.file_type().unwrap();
+                if ft.is_dir() {
+                    dirs.push(entry.path());
+                    stack.push(entry.path());
+                } else {
+                    files.push(entry.path());
+                }
+            }
+        }
+        files.sort();
+        dirs.sort();
+        (files, dirs)
+    }
+
+    fn random_edit(root: &Path, rng: &mut Rng, n: usize) {
+        let (files, dirs) = all_entries(root);
+        let subdirs: Vec<PathBuf> = dirs.iter().filter(|d| d.as_path() != root).cloned().collect();
+        let dir = rng.pick(&dirs).cloned().unwrap_or_else(|| root.to_path_buf());
+        let name = format!("n{n}");
+        match rng.below(11) {
+            0 => write(dir.join(&name), &format!("new {n}")),
+            1 => {
+                if let Some(f) = rng.pick(&files).filter(|f| f.is_file() && !f.is_symlink()) {
+                    let mut file = File::options().append(true).open(f).unwrap();
+                    io::Write::write_all(&mut file, format!("+{n}").as_bytes()).unwrap();
+                }
+            }
+            2 => {
+                if let Some(f) = rng.pick(&files) {
+                    std::fs::remove_file(f).unwrap();
+                }
+            }
+            3 => std::fs::create_dir(dir.join(&name)).unwrap(),
+            4 => {
+                if let Some(d) = rng.pick(&subdirs) {
+                    std::fs::remove_dir_all(d).unwrap();
+                }
+            }
+            5 => {
+                // Rename a file or directory somewhere else (not into itself).
+                let from = if rng.below(2) == 0 { &subdirs } else { &files };
+                if let Some(src) = rng.pick(from) {
+                    if !dir.starts_with(src) {
+                        let dst = if rng.below(3) == 0 {
+                            dir.join(src.file_name().unwrap())
+                        } else {
+                            dir.join(&name)
+                        };
+                        if !dst.exists() || (dst.is_file() && src.is_file()) {
+                            std::fs::rename(src, dst).unwrap();
+                        }
+                    }
+                }
+            }
+            6 => {
+                if let Some(f) = rng.pick(&files).filter(|f| f.is_file() && !f.is_symlink()) {
+                    std::fs::hard_link(f, dir.join(&name)).unwrap();
+                }
+            }
+            7 => symlink(format!("../target{n}"), dir.join(&name)).unwrap(),
+            8 => {
+                let all: Vec<PathBuf> = files.iter().chain(subdirs.iter()).filter(|p| !p.is_symlink()).cloned().collect();
+                if let Some(p) = rng.pick(&all) {
+                    let mode = [0o700, 0o644, 0o755, 0o600][rng.below(4)];
+                    std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
+                }
+            }
+            9 => {
+                // Replace a file atomically (write elsewhere, rename over it).
+                if let Some(f) = rng.pick(&files) {
+                    let tmp = root.join(format!("tmp{n}"));
+                    write(tmp.clone(), &format!("replacement {n}"));
+                    std::fs::rename(tmp, f).unwrap();
+                }
+            }
+            _ => {
+                if let Some(p) = rng.pick(&subdirs) {
+                    std::os::unix::fs::lchown(p, Some(rng.below(3) as u32 * 1000), None).unwrap();
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn ten_changes_among_100k_files_cost_little() {
+        let mut s = Scene::new();
+        for d in 0..100 {
+            let dir = s.p(&format!("dir{d:03}"));
+            std::fs::create_dir(&dir).unwrap();
+            for f in 0..1000 {
+                std::fs::write(dir.join(format!("file{f:04}")), format!("{d}/{f}")).unwrap();
+            }
+        }
+        let old = s.freeze();
+        write(s.p("dir000/file0000"), "changed");
+        write(s.p("dir010/file0500"), "changed too");
+        std::fs::remove_file(s.p("dir020/file0001")).unwrap();
+        std::fs::remove_file(s.p("dir099/file0999")).unwrap();
+        write(s.p("dir030/brand-new"), "new");
+        write(s.p("top-level"), "new");
+        std::fs::rename(s.p("dir040/file0040"), s.p("dir041/moved")).unwrap();
+        std::fs::set_permissions(s.p("dir050/file0050"), std::fs::Permissions::from_mode(0o600)).unwrap();
+        let new = s.freeze();
+
+        let mut best = Duration::MAX;
+        let mut got = Vec::new();
+        for _ in 0..3 {
+            let started = Instant::now();
+            got = changes(&old, &new).unwrap();
+            best = best.min(started.elapsed());
+        }
+        assert_eq!(
+            listed(&got),
+            [
+                "~ /dir000/file0000",
+                "~ /dir010/file0500",
+                "- /dir020/file0001",
+                "+ /dir030/brand-new",
+                "- /dir040/file0040",
+                "+ /dir041/moved",
+                "~ /dir050/file0050",
+                "- /dir099/file0999",
+                "+ /top-level",
+            ]
+        );
+        eprintln!("diff of 10 changes among 100,000 files: {best:?}");
+        assert!(best < Duration::from_millis(100), "diff took {best:?}");
+    }
+
+    #[test]
+    fn stream_matches_btrfs_receive_dump() {
+        let mut s = Scene::new();
+        std::fs::create_dir_all(s.p("x/y")).unwrap();
+        write(s.p("x/y/file"), "1");
+        write(s.p("x/keep"), "k");
+        write(s.p("gone"), "g");
+        let old = s.freeze();
+        write(s.p("x/y/file"), "22");
+        write(s.p("x/new"), "n");
+        std::fs::rename(s.p("x/y"), s.p("y2")).unwrap();
+        std::fs::hard_link(s.p("x/keep"), s.p("keep-link")).unwrap();
+        symlink("x/keep", s.p("sym")).unwrap();
+        std::fs::remove_file(s.p("gone")).unwrap();
+        std::fs::set_permissions(s.p("x/keep"), std::fs::Permissions::from_mode(0o600)).unwrap();
+        let new = s.freeze();
+
+        // Ours: the ioctl, parsed.
+        let old_dir = File::open(&old).unwrap();
+        let new_dir = File::open(&new).unwrap();
+        let parent = sys::subvolume_id(&old_dir, &old).unwrap();
+        let mut ours = Vec::new();
+        send(&new_dir, &new, &old, parent, |reader| read_stream(reader, |c| Ok(ours.push(c)))).unwrap();
+        let ours: Vec<String> = ours
+            .iter()
+            .skip(1) // the snapshot header command
+            .map(|c| {
+                let path = String::from_utf8_lossy(c.path.as_deref().unwrap_or_default()).into_owned();
+                let dest = c.path_to.as_deref().or(c.path_link.as_deref());
+                let dest = dest.map(|d| format!(" {}", String::from_utf8_lossy(d))).unwrap_or_default();
+                format!("{} {path}{dest}", command_name(c.kind))
+            })
+            .collect();
+
+        // Theirs: the btrfs tools.
+        let send = Process::new("btrfs")
+            .args(["send", "--no-data", "-q", "-p"])
+            .arg(&old)
+            .arg(&new)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let dump = Process::new("btrfs").args(["receive", "--dump"]).stdin(send.stdout.unwrap()).output().unwrap();
+        assert!(dump.status.success(), "{}", String::from_utf8_lossy(&dump.stderr));
+        let name = new.file_name().unwrap().to_string_lossy().into_owned();
+        let prefix = format!("./{name}/");
+        let strip = |p: &str| p.strip_prefix(prefix.as_str()).map(str::to_owned).unwrap_or_else(|| p.to_owned());
+        let theirs: Vec<String> = String::from_utf8(dump.stdout)
+            .unwrap()
+            .lines()
+            .skip(1)
+            .map(|line| {
+                let mut words = line.split_whitespace();
+                let command = words.next().unwrap_or_default();
+                let path = strip(words.next().unwrap_or_default());
+                let dest = words
+                    .find_map(|w| w.strip_prefix("dest="))
+                    .filter(|_| matches!(command, "rename" | "link" | "symlink"))
+                    .map(|d| format!(" {}", strip(d)))
+                    .unwrap_or_default();
+                format!("{command} {path}{dest}")
+            })
+            .collect();
+        assert_eq!(ours, theirs);
+        assert!(ours.iter().any(|l| l.starts_with("update_extent x/y/file") || l.starts_with("update_extent y2/file")));
+
+        let got = changes(&old, &new).unwrap();
+        assert_eq!(
+            listed(&got),
+            ["- /gone", "+ /keep-link", "+ /sym", "~ /x/keep", "+ /x/new", "- /x/y", "- /x/y/file", "+ /y2", "+ /y2/file"]
+        );
+    }
+
+    #[test]
+    fn refuses_writable_or_foreign_trees_with_clear_errors() {
+        let mut s = Scene::new();
+        let old = s.freeze();
+        let err = changes(&old, &s.root).unwrap_err();
+        assert!(err.message().contains("writable"), "{}", err.message());
+        let plain = s.fs.root().join("plain");
+        std::fs::create_dir(&plain).unwrap();
+        let err = changes(&old, &plain).unwrap_err();
+        assert!(err.message().contains("not a btrfs subvolume"), "{}", err.message());
+        let err = changes(&old, &s.fs.root().join("missing")).unwrap_err();
+        assert!(err.message().contains("missing"), "{}", err.message());
+
+        // A snapshot on another btrfs filesystem.
+        let mut other = Scene::new();
+        let foreign = other.freeze();
+        let err = changes(&old, &foreign).unwrap_err();
+        assert!(err.message().contains("different btrfs filesystems"), "{}", err.message());
+    }
+
+    #[test]
+    fn stream_parser_rejects_garbage() {
+        let mut empty: &[u8] = b"";
+        assert!(read_stream(&mut empty, |_| Ok(())).is_err());
+        let mut wrong: &[u8] = b"not-a-stream-at-all";
+        assert!(read_stream(&mut wrong, |_| Ok(())).is_err());
+        // A header, then a command claiming more payload than there is.
+        let mut bytes = STREAM_MAGIC.to_vec();
+        bytes.extend_from_slice(&1u32.to_le_bytes());
+        bytes.extend_from_slice(&100u32.to_le_bytes());
+        bytes.extend_from_slice(&cmd::UNLINK.to_le_bytes());
+        bytes.extend_from_slice(&0u32.to_le_bytes());
+        bytes.extend_from_slice(b"short");
+        let mut truncated = bytes.as_slice();
+        assert!(read_stream(&mut truncated, |_| Ok(())).is_err());
+        // A TLV overrunning its command.
+        let mut bytes = STREAM_MAGIC.to_vec();
+        bytes.extend_from_slice(&1u32.to_le_bytes());
+        bytes.extend_from_slice(&6u32.to_le_bytes());
+        bytes.extend_from_slice(&cmd::UNLINK.to_le_bytes());
+        bytes.extend_from_slice(&0u32.to_le_bytes());
+        bytes.extend_from_slice(&ATTR_PATH.to_le_bytes());
+        bytes.extend_from_slice(&50u16.to_le_bytes());
+        bytes.extend_from_slice(b"ab");
+        let mut overrun = bytes.as_slice();
+        let err = read_stream(&mut overrun, |_| Ok(())).unwrap_err();
+        assert!(err.message().contains("overruns"), "{}", err.message());
+
+        // The replay refuses operations on names it was told were removed.
+        let mut model = Model::new();
+        let unlink = |p: &[u8]| Command { kind: cmd::UNLINK, path: Some(p.to_vec()), path_to: None, path_link: None };
+        model.apply(unlink(b"a")).unwrap();
+        assert!(model.apply(unlink(b"a")).is_err());
+    }
+
+    /// Medians of the storage hot paths. Run with
+    /// `cargo test -p forkr-engine --release --lib storage::diff::tests::bench -- --ignored --nocapture`.
+    #[test]
+    #[ignore]
+    fn bench() {
+        fn median(mut samples: Vec<Duration>) -> Duration {
+            samples.sort();
+            samples[samples.len() / 2]
+        }
+        let mut s = Scene::new();
+        for d in 0..100 {
+            let dir = s.p(&format!("dir{d:03}"));
+            std::fs::create_dir(&dir).unwrap();
+            for f in 0..1000 {
+                std::fs::write(dir.join(format!("file{f:04}")), format!("{d}/{f}")).unwrap();
+            }
+        }
+        let old = s.freeze();
+        for i in 0..10 {
+            write(s.p(&format!("dir{:03}/file{i:04}", i * 10)), "changed");
+        }
+        let new = s.freeze();
+        const RUNS: usize = 21;
+        let (mut create, mut create_ro, mut delete, mut cli, mut diff) = (vec![], vec![], vec![], vec![], vec![]);
+        for i in 0..RUNS {
+            let dst = s.fs.root().join(format!("bench{i}"));
+            let t = Instant::now();
+            Btrfs.snapshot(&s.root, &dst, false).unwrap();
+            create.push(t.elapsed());
+            let t = Instant::now();
+            Btrfs.delete_subvolume(&dst).unwrap();
+            delete.push(t.elapsed());
+            let t = Instant::now();
+            Btrfs.snapshot(&s.root, &dst, true).unwrap();
+            create_ro.push(t.elapsed());
+            Btrfs.delete_subvolume(&dst).unwrap();
+            let t = Instant::now();
+            let out = Process::new("btrfs").args(["subvolume", "snapshot"]).arg(&s.root).arg(&dst).output().unwrap();
+            cli.push(t.elapsed());
+            assert!(out.status.success());
+            Btrfs.delete_subvolume(&dst).unwrap();
+            let t = Instant::now();
+            assert_eq!(changes(&old, &new).unwrap().len(), 10);
+            diff.push(t.elapsed());
+        }
+        eprintln!("snapshot (ioctl, writable)   median {:?}", median(create));
+        eprintln!("snapshot (ioctl, read-only)  median {:?}", median(create_ro));
+        eprintln!("snapshot (btrfs command)     median {:?}", median(cli));
+        eprintln!("delete subvolume             median {:?}", median(delete));
+        eprintln!("diff, 10 of 100,000 changed  median {:?}", median(diff));
     }
 }

@@ -394,6 +394,13 @@ impl Store {
         Ok(())
     }
 
+    /// Clears the parent link of `version`'s children (a forced delete of a parent base; the
+    /// children's subvolumes do not depend on it).
+    pub fn orphan_base_children(&self, version: &str) -> Result<()> {
+        self.conn().execute("UPDATE bases SET parent = NULL WHERE parent = ?1", params![version])?;
+        Ok(())
+    }
+
     pub fn delete_base(&self, version: &str) -> Result<bool> {
         Ok(self.conn().execute("DELETE FROM bases WHERE version = ?1", params![version])? > 0)
     }

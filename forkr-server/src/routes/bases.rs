@@ -89,3 +89,45 @@ impl Drop for RemoveOnDrop {
 fn nanos() -> u128 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0)
 }
+
+#[utoipa::path(post, path = "/v1/bases/{name}/save", tag = "bases", params(("name" = String, Path)),
+    request_body = forkr_engine::api::SaveBase,
+    responses((status = 201, body = BaseVersion), (status = 404, body = forkr_engine::api::ErrorBody)))]
+pub async fn save(
+    State(s): State<Arc<AppState>>,
+    ApiPath(name): ApiPath<String>,
+    ApiJson(req): ApiJson<forkr_engine::api::SaveBase>,
+) -> ApiResult<impl IntoResponse> {
+    Ok((StatusCode::CREATED, ApiJson(s.engine.save_base(&name, &req.project, &req.r#box).await?)))
+}
+
+#[utoipa::path(post, path = "/v1/bases/{name}/build", tag = "bases", params(("name" = String, Path)),
+    request_body = forkr_engine::api::BuildBase,
+    responses((status = 200, body = forkr_engine::api::BuildResult), (status = 400, body = forkr_engine::api::ErrorBody)))]
+pub async fn build(
+    State(s): State<Arc<AppState>>,
+    ApiPath(name): ApiPath<String>,
+    ApiJson(req): ApiJson<forkr_engine::api::BuildBase>,
+) -> ApiResult<ApiJson<forkr_engine::api::BuildResult>> {
+    Ok(ApiJson(s.engine.build_base(&name, req).await?))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub struct DeleteQuery {
+    /// Delete even while boxes use it (their roots are independent copies) or children exist.
+    #[serde(default)]
+    pub force: bool,
+    /// Also delete every base built on it.
+    #[serde(default)]
+    pub cascade: bool,
+}
+
+#[utoipa::path(delete, path = "/v1/bases/{name}", tag = "bases", params(("name" = String, Path), DeleteQuery),
+    responses((status = 200, body = forkr_engine::api::BasesDeleted), (status = 409, body = forkr_engine::api::ErrorBody)))]
+pub async fn delete(
+    State(s): State<Arc<AppState>>,
+    ApiPath(name): ApiPath<String>,
+    ApiQuery(q): ApiQuery<DeleteQuery>,
+) -> ApiResult<ApiJson<forkr_engine::api::BasesDeleted>> {
+    Ok(ApiJson(s.engine.delete_base(&name, q.force, q.cascade).await?))
+}

@@ -3,3 +3,4 @@ pub mod bases;
 pub mod boxes;
 pub mod exec;
 pub mod files;
+pub mod snapshots;

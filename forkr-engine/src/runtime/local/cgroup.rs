@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use crate::runtime::Resources;
-use crate::{Error, ErrorKind, Result};
+use crate::{Error, Result};
 
 /// pids limit of a box when none is configured: generous for real work, small enough that a fork
 /// bomb hits it long before the host's `pid_max`.
@@ -276,10 +276,7 @@ fn set_memory_v1(dir: &Path, bytes: Option<u64>) -> Result<()> {
 }
 
 fn memory_error(e: Error, bytes: Option<u64>) -> Error {
-    let busy = std::error::Error::source(&e)
-        .and_then(|s| s.downcast_ref::<io::Error>())
-        .is_some_and(|io| io.raw_os_error() == Some(libc::EBUSY));
-    match (busy, bytes) {
+    match (is_busy(&e), bytes) {
         (true, Some(b)) => Error::conflict(
             "memory_in_use",
             format!(
@@ -493,6 +490,10 @@ pub(crate) async fn kill_all(driver: &dyn CgroupDriver, rel: &Path) -> Result<Ve
 /// Removes the cgroup directories `dirs` and everything below them, deepest first. Missing
 /// directories are fine; `EBUSY` (a process that is still exiting) is retried for a while.
 pub(crate) fn remove_dirs(dirs: &[PathBuf]) -> Result<()> {
+    remove_dirs_within(dirs, Duration::from_secs(5))
+}
+
+fn remove_dirs_within(dirs: &[PathBuf], patience: Duration) -> Result<()> {
     fn remove(dir: &Path, deadline: Instant) -> io::Result<()> {
         let entries = match std::fs::read_dir(dir) {
             Ok(e) => e,
@@ -515,15 +516,14 @@ pub(crate) fn remove_dirs(dirs: &[PathBuf]) -> Result<()> {
             }
         }
     }
-    let deadline = Instant::now() + Duration::from_secs(5);
+    let deadline = Instant::now() + patience;
     for d in dirs {
         remove(d, deadline).map_err(|e| Error::io(format!("removing cgroup {}", d.display()), e))?;
     }
     Ok(())
 }
 
-/// Whether `e` is the kind of error [`remove_dirs`] reports for a cgroup that still has members.
-#[cfg(test)]
+/// Whether `e` wraps `EBUSY` (a memory limit below usage, a cgroup that still has members).
 fn is_busy(e: &Error) -> bool {
     std::error::Error::source(e)
         .and_then(|s| s.downcast_ref::<io::Error>())
@@ -533,6 +533,7 @@ fn is_busy(e: &Error) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ErrorKind;
 
     const HYBRID: &str = "\
 31 23 0:28 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755
@@ -652,7 +653,7 @@ mod tests {
         expected.sort_unstable();
         assert_eq!(pids_in(&driver.dirs(&cg.rel)), expected);
         // A cgroup with members cannot be removed.
-        let err = remove_dirs(&driver.dirs(&cg.rel)).unwrap_err();
+        let err = remove_dirs_within(&driver.dirs(&cg.rel), Duration::ZERO).unwrap_err();
         assert!(is_busy(&err), "{err}");
         let killed = kill_all_blocking(&*driver, &cg.rel).unwrap();
         assert!(expected.iter().all(|p| killed.contains(p)));

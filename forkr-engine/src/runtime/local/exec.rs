@@ -463,7 +463,9 @@ impl PtyStream {
             let flags = libc::fcntl(fd.as_raw_fd(), libc::F_GETFL);
             libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, flags | libc::O_NONBLOCK);
         }
-        Ok(PtyStream(AsyncFd::new(fd).map_err(|e| Error::io("registering the PTY", e))?))
+        // SAFETY: the OwnedFd stays open and unchanged for the lifetime of the AsyncFd.
+        let fd = unsafe { AsyncFd::register(fd) }.map_err(|e| Error::io("registering the PTY", e.into()))?;
+        Ok(PtyStream(fd))
     }
 }
 

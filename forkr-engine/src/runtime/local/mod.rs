@@ -253,7 +253,10 @@ fn reap_if_ours(pid: u32) {
 
 /// Waits until the process behind `pidfd` has exited, at most `timeout`. True when it exited.
 async fn wait_exit(pidfd: std::os::fd::OwnedFd, timeout: Duration) -> bool {
-    let Ok(fd) = AsyncFd::with_interest(pidfd, tokio::io::Interest::READABLE) else { return false };
+    // SAFETY: the OwnedFd stays open and unchanged for the lifetime of the AsyncFd.
+    let Ok(fd) = (unsafe { AsyncFd::register_with_interest(pidfd, tokio::io::Interest::READABLE) }) else {
+        return false;
+    };
     tokio::time::timeout(timeout, fd.readable()).await.is_ok_and(|r| r.is_ok())
 }
 

@@ -63,35 +63,81 @@ fn what(e: Errno) -> String {
     std::io::Error::from(e).to_string()
 }
 
+/// Symlinks followed while resolving one mount point before giving up (the kernel's own limit).
+const MAX_LINKS: usize = 40;
+
 /// Opens the mount point `target` (an absolute in-box path) as an `O_PATH` fd, resolving it as if
 /// `root` were `/`, and creates missing components (directories, and a final empty file for
-/// [`Kind::File`]). With `follow == false` no component may be a symlink.
+/// [`Kind::File`]). With `follow == false` no component may be a symlink. A symlink to a missing
+/// target (such as `/etc/resolv.conf -> ../run/systemd/resolve/stub-resolv.conf` before `/run` is
+/// populated) is followed inside the root and its target created, as runc does.
 pub(crate) fn open_in_root(root: &OwnedFd, target: &str, kind: Kind, follow: bool) -> R<OwnedFd> {
-    let comps: Vec<&str> = target.split('/').filter(|c| !c.is_empty() && *c != ".").collect();
-    if comps.is_empty() {
-        return Err(format!("mount target {target:?} is the root of the box; pick a path below /"));
-    }
-    if comps.contains(&"..") {
+    let comps: Vec<String> =
+        target.split('/').filter(|c| !c.is_empty() && *c != ".").map(str::to_string).collect();
+    if comps.iter().any(|c| c == "..") {
         return Err(format!("mount target {target:?} contains '..'; use a normalised absolute path"));
     }
+    let mut path = comps;
+    for _ in 0..MAX_LINKS {
+        if path.is_empty() {
+            return Err(format!("mount target {target:?} is the root of the box; pick a path below /"));
+        }
+        match walk(root, &path, kind, follow)? {
+            Walk::Done(fd) => return Ok(fd),
+            Walk::DanglingLink { parent, index, link } => {
+                let mut next = if link.starts_with('/') { Vec::new() } else { in_root_components(root, &parent)? };
+                for c in link.split('/').chain(path[index + 1..].iter().map(String::as_str)) {
+                    match c {
+                        "" | "." => {}
+                        ".." => {
+                            next.pop(); // clamped at the root, like RESOLVE_IN_ROOT
+                        }
+                        c => next.push(c.to_string()),
+                    }
+                }
+                path = next;
+            }
+        }
+    }
+    Err(format!("mount target {target:?} in the box goes through more than {MAX_LINKS} symbolic links"))
+}
+
+enum Walk {
+    Done(OwnedFd),
+    /// `path[index]`, in directory `parent`, is a symlink whose target does not exist (yet).
+    DanglingLink { parent: OwnedFd, index: usize, link: String },
+}
+
+fn walk(root: &OwnedFd, path: &[String], kind: Kind, follow: bool) -> R<Walk> {
     let mut resolve = ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS;
     if !follow {
         resolve |= ResolveFlag::RESOLVE_NO_SYMLINKS;
     }
     let how = OpenHow::new().flags(OFlag::O_PATH | OFlag::O_CLOEXEC).resolve(resolve);
     let mut current: Option<OwnedFd> = None;
-    for i in 0..comps.len() {
-        let last = i + 1 == comps.len();
+    for i in 0..path.len() {
+        let last = i + 1 == path.len();
         let want_dir = !last || kind == Kind::Dir;
-        let shown = format!("/{}", comps[..=i].join("/"));
-        let fd = match openat2(root, comps[..=i].join("/").as_str(), how) {
+        let shown = format!("/{}", path[..=i].join("/"));
+        let name = path[i].as_str();
+        let fd = match openat2(root, path[..=i].join("/").as_str(), how) {
             Ok(fd) => fd,
             Err(Errno::ENOENT) => {
-                let parent = current.as_ref().unwrap_or(root);
-                create(parent, comps[i], want_dir, &shown)?;
+                let parent = match current.take() {
+                    Some(fd) => fd,
+                    None => root.try_clone().map_err(|e| format!("duplicating the root fd: {e}"))?,
+                };
+                let st = nix::sys::stat::fstatat(&parent, name, nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW);
+                if follow && st.is_ok_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFLNK) {
+                    let link = nix::fcntl::readlinkat(&parent, name)
+                        .map_err(|e| format!("reading the link {shown} in the box: {}", what(e)))?;
+                    let link = link.into_string().map_err(|_| format!("the link {shown} in the box is not UTF-8"))?;
+                    return Ok(Walk::DanglingLink { parent, index: i, link });
+                }
+                create(&parent, name, want_dir, &shown)?;
                 // O_NOFOLLOW: if something swapped a symlink in meanwhile, we get the link itself
                 // and the type check below refuses it.
-                openat(parent, comps[i], OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC, Mode::empty())
+                openat(&parent, name, OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC, Mode::empty())
                     .map_err(|e| format!("opening mount point {shown} in the box: {}", what(e)))?
             }
             Err(Errno::ELOOP) if !follow => {
@@ -106,7 +152,20 @@ pub(crate) fn open_in_root(root: &OwnedFd, target: &str, kind: Kind, follow: boo
         check_kind(&st, want_dir, &shown)?;
         current = Some(fd);
     }
-    current.ok_or_else(|| format!("mount target {target:?} is empty"))
+    current.map(Walk::Done).ok_or_else(|| "empty mount target".to_string())
+}
+
+/// The in-box path of directory `dir` (below `root`), as components, from the kernel's view of both
+/// fds: physical, with every symlink already resolved.
+fn in_root_components(root: &OwnedFd, dir: &OwnedFd) -> R<Vec<String>> {
+    let path_of = |fd: &OwnedFd| {
+        std::fs::read_link(sys::fd_path(fd.as_fd())).map_err(|e| format!("finding the path of a directory: {e}"))
+    };
+    let (root_path, dir_path) = (path_of(root)?, path_of(dir)?);
+    let rel = dir_path
+        .strip_prefix(&root_path)
+        .map_err(|_| format!("{} is not inside the box root {}", dir_path.display(), root_path.display()))?;
+    rel.iter().map(|c| c.to_str().map(str::to_string).ok_or_else(|| "a path in the box is not UTF-8".into())).collect()
 }
 
 fn create(parent: &OwnedFd, name: &str, dir: bool, shown: &str) -> R<()> {
@@ -378,14 +437,25 @@ mod tests {
         // The absolute link resolved as <root><outside>/made, the relative one as <root>/outside/file.
         assert!(root.join(outside.strip_prefix("/").unwrap()).join("made").is_dir());
         assert!(root.join("outside/file").is_file());
+        // A dangling link is followed inside the root and its target created there.
+        symlink("../run/systemd/resolve/stub-resolv.conf", root.join("etc-resolv")).unwrap();
+        open_in_root(&fd, "/etc-resolv", Kind::File, true).unwrap();
+        assert!(root.join("run/systemd/resolve/stub-resolv.conf").is_file());
+        symlink("/../../x/../../deep", root.join("updir")).unwrap();
+        open_in_root(&fd, "/updir/sub", Kind::Dir, true).unwrap();
+        assert!(root.join("deep/sub").is_dir());
+        // Link loops end with an error, not a hang.
+        symlink("loop2", root.join("loop1")).unwrap();
+        symlink("loop1", root.join("loop2")).unwrap();
+        assert!(open_in_root(&fd, "/loop1/x", Kind::Dir, true).is_err());
         // System mount points may not be links at all.
-        symlink("/etc", root.join("tmp")).unwrap();
-        let err = open_in_root(&fd, "/tmp", Kind::Dir, false).unwrap_err();
+        symlink("/etc", root.join("run2")).unwrap();
+        let err = open_in_root(&fd, "/run2", Kind::Dir, false).unwrap_err();
         assert!(err.contains("symbolic link"), "{err}");
-        // A dangling link in the way is reported, not followed out.
+        // A dangling link is created inside the root, never outside.
         symlink("/nowhere/at/all", root.join("dangling")).unwrap();
-        let err = open_in_root(&fd, "/dangling", Kind::Dir, true).unwrap_err();
-        assert!(err.contains("in the way"), "{err}");
+        open_in_root(&fd, "/dangling", Kind::Dir, true).unwrap();
+        assert!(root.join("nowhere/at/all").is_dir());
         assert!(!std::path::Path::new("/nowhere").exists());
     }
 }

@@ -104,13 +104,6 @@ pub(crate) fn set_process_caps() -> Result<(), i32> {
     if rc != 0 { Err(errno()) } else { Ok(()) }
 }
 
-/// Reads the effective capability mask of a process from `/proc/<pid>/status` (for tests and
-/// diagnostics).
-pub(crate) fn parse_cap_eff(status: &str) -> Option<u64> {
-    let hex = status.lines().find_map(|l| l.strip_prefix("CapEff:"))?.trim();
-    u64::from_str_radix(hex, 16).ok()
-}
-
 /// `close_range(first, ~0, flags)`. With `cloexec` the fds stay open until the next `exec`
 /// (so that a sync pipe still works), without it they are closed now. Async-signal-safe.
 pub(crate) fn close_from(first: u32, cloexec: bool) -> Result<(), i32> {
@@ -118,19 +111,6 @@ pub(crate) fn close_from(first: u32, cloexec: bool) -> Result<(), i32> {
     // SAFETY: close_range only affects the descriptor table.
     let rc = unsafe { libc::syscall(libc::SYS_close_range, first, u32::MAX, flags) };
     if rc != 0 { Err(errno()) } else { Ok(()) }
-}
-
-/// Closes every fd except `keep`. Async-signal-safe.
-pub(crate) fn close_all_but(keep: RawFd) -> Result<(), i32> {
-    let keep = keep as u32;
-    if keep > 0 {
-        // SAFETY: as above.
-        let rc = unsafe { libc::syscall(libc::SYS_close_range, 0u32, keep - 1, 0u32) };
-        if rc != 0 {
-            return Err(errno());
-        }
-    }
-    close_from(keep + 1, false)
 }
 
 /// `pidfd_open(2)`: a file descriptor that refers to exactly this process, immune to PID reuse.
@@ -332,12 +312,6 @@ mod tests {
         }
         bytes.extend_from_slice(&[1, 2, 3]); // partial trailing junk is ignored
         assert_eq!(Record::decode_all(&bytes), recs);
-    }
-
-    #[test]
-    fn parses_cap_eff() {
-        assert_eq!(parse_cap_eff("CapInh:\t0\nCapEff:\t00000000a80425fb\n"), Some(0xa80425fb));
-        assert_eq!(parse_cap_eff("Name: x\n"), None);
     }
 
     #[test]
