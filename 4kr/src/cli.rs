@@ -50,7 +50,11 @@ pub struct GlobalArgs {
 
 impl GlobalArgs {
     pub fn flags(&self) -> crate::target::Flags {
-        crate::target::Flags { url: self.url.clone(), profile: self.profile.clone(), token: self.token.clone() }
+        crate::target::Flags {
+            url: self.url.clone(),
+            profile: self.profile.clone(),
+            token: self.token.clone(),
+        }
     }
 }
 
@@ -149,7 +153,9 @@ mod tests {
 
     #[test]
     fn aliases() {
-        for (alias, expect) in [("rm", "Delete"), ("tail", "Logs"), ("get", "Cp"), ("put", "Cp"), ("ls", "List")] {
+        for (alias, expect) in
+            [("rm", "Delete"), ("tail", "Logs"), ("get", "Cp"), ("put", "Cp"), ("ls", "List")]
+        {
             let args: &[&str] = match alias {
                 "rm" => &["rm", "a"],
                 "tail" => &["tail", "a", "--pid", "1"],

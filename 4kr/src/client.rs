@@ -91,7 +91,10 @@ impl Client {
              or point 4kr at your server with --url, FORKR_URL or `4kr config set url <URL>`"
                 .to_owned()
         } else {
-            format!("is forkr-server running and listening there? Check the URL, or change it at {}", t.url_source)
+            format!(
+                "is forkr-server running and listening there? Check the URL, or change it at {}",
+                t.url_source
+            )
         };
         CliError::from(Error::new(ErrorKind::Internal, "unreachable", message)).with_help(help)
     }
@@ -207,10 +210,9 @@ impl Client {
 
     /// The log of a background process; with `follow` the body streams until the process ends.
     pub async fn logs(&self, id: &BoxId, pid: u32, follow: bool) -> Result<Response> {
-        let rb = self.request(Method::GET, &self.box_url(id, "/logs"))?.query(&[
-            ("pid", pid.to_string()),
-            ("follow", follow.to_string()),
-        ]);
+        let rb = self
+            .request(Method::GET, &self.box_url(id, "/logs"))?
+            .query(&[("pid", pid.to_string()), ("follow", follow.to_string())]);
         self.send(rb).await
     }
 
@@ -220,7 +222,13 @@ impl Client {
         self.send(rb).await
     }
 
-    pub async fn put_file(&self, id: &BoxId, path: &str, mode: u32, body: reqwest::Body) -> Result<FileWritten> {
+    pub async fn put_file(
+        &self,
+        id: &BoxId,
+        path: &str,
+        mode: u32,
+        body: reqwest::Body,
+    ) -> Result<FileWritten> {
         let rb = self
             .request(Method::PUT, &self.box_url(id, "/files"))?
             .query(&[("path", path.to_owned()), ("mode", format!("{mode:04o}"))])
@@ -248,7 +256,8 @@ impl Client {
                 .map_err(|_| CliError::config("the API token contains characters a header cannot carry"))?;
             req.headers_mut().insert(AUTHORIZATION, value);
         }
-        let host = req.uri().host().unwrap_or_default().trim_start_matches('[').trim_end_matches(']').to_owned();
+        let host =
+            req.uri().host().unwrap_or_default().trim_start_matches('[').trim_end_matches(']').to_owned();
         let port = req.uri().port_u16().unwrap_or(if tls { 443 } else { 80 });
         let connect = async {
             match self.target.ip {
@@ -262,7 +271,9 @@ impl Client {
             .map_err(|e| self.unreachable(e))?;
         // Keystrokes and small outputs must not wait for Nagle's algorithm.
         let _ = stream.set_nodelay(true);
-        match tokio_tungstenite::client_async_tls_with_config(req, stream, None, None).await {
+        let connector =
+            if tls && self.target.insecure { Some(crate::tls::insecure_connector()?) } else { None };
+        match tokio_tungstenite::client_async_tls_with_config(req, stream, None, connector).await {
             Ok((ws, _)) => Ok(ws),
             Err(tungstenite::Error::Http(resp)) => {
                 let status = resp.status().as_u16();
@@ -299,7 +310,10 @@ mod tests {
     fn server_errors_keep_code_and_message() {
         let body = br#"{"error":{"code":"fork_running","message":"box is running"}}"#;
         let e = error_from_response(409, body, &target(None));
-        assert_eq!((e.kind(), e.code(), e.message()), (ErrorKind::Conflict, "fork_running", "box is running"));
+        assert_eq!(
+            (e.kind(), e.code(), e.message()),
+            (ErrorKind::Conflict, "fork_running", "box is running")
+        );
         assert!(e.help.is_none());
     }
 
@@ -307,7 +321,10 @@ mod tests {
     fn non_json_errors_say_what_answered() {
         let e = error_from_response(502, b"<html>bad gateway</html>", &target(None));
         assert_eq!(e.code(), "http_502");
-        assert_eq!(e.message(), "forkr-server at http://127.0.0.1:7878 answered HTTP 502: <html>bad gateway</html>");
+        assert_eq!(
+            e.message(),
+            "forkr-server at http://127.0.0.1:7878 answered HTTP 502: <html>bad gateway</html>"
+        );
         let e = error_from_response(404, b"", &target(None));
         assert_eq!(e.message(), "forkr-server at http://127.0.0.1:7878 answered HTTP 404");
         assert_eq!(e.kind(), ErrorKind::NotFound);
@@ -333,7 +350,9 @@ mod tests {
         let e = c.list("default").await.unwrap_err();
         assert_eq!(e.code(), "unreachable");
         assert!(
-            e.message().starts_with(&format!("cannot reach forkr-server at http://127.0.0.1:{port} (URL from $FORKR_URL): ")),
+            e.message().starts_with(&format!(
+                "cannot reach forkr-server at http://127.0.0.1:{port} (URL from $FORKR_URL): "
+            )),
             "{}",
             e.message()
         );
@@ -341,5 +360,24 @@ mod tests {
         let id = BoxId { project: "default".into(), name: "web".into() };
         let e = c.websocket(&id, "/exec/ws").await.unwrap_err();
         assert_eq!(e.code(), "unreachable");
+    }
+
+    #[tokio::test]
+    async fn insecure_targets_accept_a_self_signed_websocket() {
+        use futures_util::StreamExt as _;
+        let port = crate::tls::tests::wss_server();
+        let id = BoxId { project: "default".into(), name: "web".into() };
+        let mut t = target(None);
+        t.url = format!("https://localhost:{port}");
+        t.url_source = Source::Env("FORKR_URL".into());
+
+        // Verified TLS refuses the self-signed certificate…
+        let e = Client::new(t.clone()).websocket(&id, "/exec/ws").await.unwrap_err();
+        assert!(e.message().to_lowercase().contains("certificate"), "{}", e.message());
+        // …and insecure mode talks to it.
+        t.insecure = true;
+        let mut ws = Client::new(t).websocket(&id, "/exec/ws").await.unwrap();
+        let msg = ws.next().await.unwrap().unwrap();
+        assert_eq!(msg.into_data().as_ref(), &[forkr_engine::api::ws::EXIT, b'0']);
     }
 }

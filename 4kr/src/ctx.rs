@@ -51,8 +51,8 @@ impl Ctx {
 
     /// The process's own environment and working directory.
     pub fn from_process(global: GlobalArgs) -> Result<Ctx> {
-        let cwd = std::env::current_dir()
-            .map_err(|e| CliError::io("cannot determine the current directory", e))?;
+        let cwd =
+            std::env::current_dir().map_err(|e| CliError::io("cannot determine the current directory", e))?;
         Ok(Ctx::new(global, Env::from_process(), cwd))
     }
 
@@ -92,11 +92,12 @@ impl Ctx {
     pub fn project(&self, opt: &ProjectOpt) -> Result<String> {
         let flag = opt.project.as_deref().filter(|p| !p.is_empty());
         let env = self.env.get("FORKR_PROJECT");
-        if flag.is_none() && env.is_none() {
-            if let Some(p) = self.setup()?.1.project.as_deref() {
-                name::validate(NameKind::Project, p)?;
-                return Ok(p.to_owned());
-            }
+        if flag.is_none()
+            && env.is_none()
+            && let Some(p) = self.setup()?.1.project.as_deref()
+        {
+            name::validate(NameKind::Project, p)?;
+            return Ok(p.to_owned());
         }
         Ok(name::resolve_project(flag, env, &self.cwd)?)
     }
@@ -109,7 +110,9 @@ impl Ctx {
     pub fn resolve_parsed(&self, r: BoxRef, opt: &ProjectOpt) -> Result<BoxSel> {
         Ok(match r {
             BoxRef::Named { project: Some(project), name } => BoxSel::Named(BoxId { project, name }),
-            BoxRef::Named { project: None, name } => BoxSel::Named(BoxId { project: self.project(opt)?, name }),
+            BoxRef::Named { project: None, name } => {
+                BoxSel::Named(BoxId { project: self.project(opt)?, name })
+            }
             BoxRef::Ephemeral { project: Some(project) } => BoxSel::Ephemeral { project },
             BoxRef::Ephemeral { project: None } => BoxSel::Ephemeral { project: self.project(opt)? },
             BoxRef::Current => {
@@ -188,7 +191,10 @@ mod tests {
         std::fs::write(repo.join(".forkr/config.yaml"), "project: cfgp\n").unwrap();
         let none = ProjectOpt::default();
         assert_eq!(ctx(&[], &repo).resolve("web", &none).unwrap(), named("cfgp", "web"));
-        assert_eq!(ctx(&[("FORKR_PROJECT", "envp")], &repo).resolve("web", &none).unwrap(), named("envp", "web"));
+        assert_eq!(
+            ctx(&[("FORKR_PROJECT", "envp")], &repo).resolve("web", &none).unwrap(),
+            named("envp", "web")
+        );
     }
 
     #[test]

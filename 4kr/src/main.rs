@@ -14,6 +14,7 @@ mod session;
 mod setup;
 mod target;
 mod term;
+mod tls;
 
 use std::io::Write as _;
 
@@ -27,7 +28,17 @@ fn main() {
     std::process::exit(code);
 }
 
+/// Restores the default SIGPIPE action, so `4kr list | head -1` ends quietly like other Unix tools
+/// instead of panicking in `println!`. Sockets are unaffected: Rust's socket writes use MSG_NOSIGNAL.
+fn default_sigpipe() {
+    use nix::sys::signal::{SigHandler, Signal, signal};
+    // SAFETY: called first thing in `main`, before any other thread exists; SIG_DFL installs no
+    // Rust code as a handler.
+    let _ = unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) };
+}
+
 fn real_main() -> i32 {
+    default_sigpipe();
     let cli = match cli::Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {

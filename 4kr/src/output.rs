@@ -37,7 +37,13 @@ pub fn box_table(boxes: &[BoxInfo]) -> String {
     let rows: Vec<Vec<String>> = boxes
         .iter()
         .map(|b| {
-            vec![b.name.clone(), b.status.as_str().to_owned(), b.base.clone(), b.url.clone(), b.created_at.clone()]
+            vec![
+                b.name.clone(),
+                b.status.as_str().to_owned(),
+                b.base.clone(),
+                b.url.clone(),
+                b.created_at.clone(),
+            ]
         })
         .collect();
     table(&["NAME", "STATUS", "BASE", "URL", "CREATED"], &rows)

@@ -8,8 +8,8 @@ use std::io::Write as _;
 
 use forkr_engine::api::{ErrorBody, Resize, ws};
 use forkr_engine::{Error, ErrorKind};
-use nix::sys::signal::Signal;
 use futures_util::{SinkExt as _, StreamExt as _};
+use nix::sys::signal::Signal;
 use tokio::io::AsyncReadExt as _;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
@@ -209,7 +209,10 @@ mod tests {
     #[test]
     fn text_frames_are_server_errors() {
         let e = text_error(r#"{"error":{"code":"not_found","message":"box \"x\" not found"}}"#);
-        assert_eq!((e.kind(), e.code(), e.message()), (ErrorKind::NotFound, "not_found", "box \"x\" not found"));
+        assert_eq!(
+            (e.kind(), e.code(), e.message()),
+            (ErrorKind::NotFound, "not_found", "box \"x\" not found")
+        );
         let e = text_error("boom");
         assert_eq!(e.message(), "forkr-server: boom");
     }

@@ -152,15 +152,15 @@ fn validate_value(key: &Key, value: &str) -> Result<()> {
     };
     match name {
         "profile" | "env" => validate_profile_name(value),
-        "project" => forkr_engine::name::validate(forkr_engine::name::NameKind::Project, value)
-            .map_err(CliError::from),
-        "api_url" | "url" => crate::target::normalize_url(value).map(|_| ()).map_err(|why| {
-            CliError::config(format!("invalid value for {key}: {value:?} {why}"))
-        }),
-        "ip" => value
-            .parse::<std::net::IpAddr>()
+        "project" => {
+            forkr_engine::name::validate(forkr_engine::name::NameKind::Project, value).map_err(CliError::from)
+        }
+        "api_url" | "url" => crate::target::normalize_url(value)
             .map(|_| ())
-            .map_err(|_| CliError::config(format!("invalid value for {key}: {value:?} is not an IP address"))),
+            .map_err(|why| CliError::config(format!("invalid value for {key}: {value:?} {why}"))),
+        "ip" => value.parse::<std::net::IpAddr>().map(|_| ()).map_err(|_| {
+            CliError::config(format!("invalid value for {key}: {value:?} is not an IP address"))
+        }),
         "forkr_domain" | "ssh_host" if value.is_empty() || value.contains('/') => {
             Err(CliError::config(format!("invalid value for {key}: {value:?} must be a host name")))
         }
@@ -309,7 +309,8 @@ impl SetupConfig {
         }
         let mode = if self.has_secret() { 0o600 } else { 0o644 };
         let write = || -> std::io::Result<()> {
-            let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(mode).open(path)?;
+            let mut f =
+                std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(mode).open(path)?;
             // `mode` only applies to new files; an existing file that now holds a token is tightened.
             if self.has_secret() {
                 f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
@@ -362,7 +363,10 @@ mod tests {
         c.set(&Key::parse("profiles.prod.url").unwrap(), Some("https://api.prod.example")).unwrap();
         c.set(&Key::parse("profiles.prod.insecure").unwrap(), Some("yes")).unwrap();
         assert_eq!(c.get(&Key::parse("profiles.prod.insecure").unwrap()).as_deref(), Some("true"));
-        assert_eq!(c.get(&Key::parse("profiles.prod.api_url").unwrap()).as_deref(), Some("https://api.prod.example"));
+        assert_eq!(
+            c.get(&Key::parse("profiles.prod.api_url").unwrap()).as_deref(),
+            Some("https://api.prod.example")
+        );
         assert!(c.set(&Key::parse("profiles.prod.url").unwrap(), None).unwrap());
         assert!(c.set(&Key::parse("profiles.prod.insecure").unwrap(), None).unwrap());
         assert!(c.profiles.is_empty(), "an emptied profile is removed");

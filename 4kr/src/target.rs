@@ -56,7 +56,9 @@ impl fmt::Display for Source {
             Source::Flag(flag) => write!(f, "{flag}"),
             Source::Env(var) => write!(f, "${var}"),
             Source::Config { key, path } => write!(f, "{key} in {}", path.display()),
-            Source::Default => f.write_str("the default; no --url, profile, FORKR_URL, FORKR_API_URL or config url is set"),
+            Source::Default => {
+                f.write_str("the default; no --url, profile, FORKR_URL, FORKR_API_URL or config url is set")
+            }
             Source::TokenFile(path) => write!(f, "{}", path.display()),
         }
     }
@@ -128,7 +130,8 @@ fn profile_values(name: &str, env: &Env, config: &SetupConfig, path: &Path) -> P
     let from_entry = |k: &str, v: Option<&String>| v.map(|v| (v.clone(), config_source(path, key(k))));
     // The deployment the file itself describes, when this profile is it.
     let own = config.describes(name);
-    let domain = entry.and_then(|e| e.forkr_domain.as_ref()).or(if own { config.forkr_domain.as_ref() } else { None });
+    let domain =
+        entry.and_then(|e| e.forkr_domain.as_ref()).or(if own { config.forkr_domain.as_ref() } else { None });
 
     let url = from_env(env, &profile_var(name, "URL"))
         .or_else(|| from_entry("url", entry.and_then(|e| e.url.as_ref())))
@@ -138,13 +141,19 @@ fn profile_values(name: &str, env: &Env, config: &SetupConfig, path: &Path) -> P
         })
         .or_else(|| {
             domain.map(|d| {
-                let k = if entry.is_some_and(|e| e.forkr_domain.is_some()) { key("forkr_domain") } else { "forkr_domain".into() };
+                let k = if entry.is_some_and(|e| e.forkr_domain.is_some()) {
+                    key("forkr_domain")
+                } else {
+                    "forkr_domain".into()
+                };
                 (format!("https://api.{d}"), config_source(path, k))
             })
         });
     let token = from_env(env, &profile_var(name, "TOKEN"))
         .or_else(|| from_entry("token", entry.and_then(|e| e.token.as_ref())))
-        .or_else(|| own.then(|| config.token.as_ref().map(|t| (t.clone(), config_source(path, "token")))).flatten());
+        .or_else(|| {
+            own.then(|| config.token.as_ref().map(|t| (t.clone(), config_source(path, "token")))).flatten()
+        });
     let ssh_host = env
         .get(&profile_var(name, "SSH_HOST"))
         .map(str::to_owned)
@@ -153,10 +162,14 @@ fn profile_values(name: &str, env: &Env, config: &SetupConfig, path: &Path) -> P
         .or_else(|| domain.map(|d| format!("ssh.{d}")));
     let insecure = from_env(env, &profile_var(name, "INSECURE"))
         .or_else(|| from_entry("insecure", entry.and_then(|e| e.insecure.map(|b| b.to_string())).as_ref()))
-        .or_else(|| own.then(|| config.insecure.map(|b| (b.to_string(), config_source(path, "insecure")))).flatten());
+        .or_else(|| {
+            own.then(|| config.insecure.map(|b| (b.to_string(), config_source(path, "insecure")))).flatten()
+        });
     let ip = from_env(env, &profile_var(name, "IP"))
         .or_else(|| from_entry("ip", entry.and_then(|e| e.ip.as_ref())))
-        .or_else(|| own.then(|| config.ip.as_ref().map(|i| (i.clone(), config_source(path, "ip")))).flatten());
+        .or_else(|| {
+            own.then(|| config.ip.as_ref().map(|i| (i.clone(), config_source(path, "ip")))).flatten()
+        });
     ProfileValues { url, token, ssh_host, insecure, ip }
 }
 
@@ -219,7 +232,8 @@ pub fn resolve(
         CliError::config(format!("invalid API URL {raw_url:?} (from {url_source}): it {why}"))
     })?;
 
-    let flag_token = flags.token.as_ref().filter(|t| !t.is_empty()).map(|t| (t.clone(), Source::Flag("--token")));
+    let flag_token =
+        flags.token.as_ref().filter(|t| !t.is_empty()).map(|t| (t.clone(), Source::Flag("--token")));
     let mut token = flag_token
         .or(values.token)
         .or_else(|| from_env(env, "FORKR_TOKEN"))
@@ -277,7 +291,12 @@ pub struct KnownProfile {
 
 /// Every profile named in the config (its `profile`/`env` keys and `profiles:`) or by a
 /// `FORKR_PROFILE_<NAME>_URL` variable (shown lowercased, since the variable cannot say more).
-pub fn known_profiles(flags: &Flags, env: &Env, config: &SetupConfig, config_path: &Path) -> Vec<KnownProfile> {
+pub fn known_profiles(
+    flags: &Flags,
+    env: &Env,
+    config: &SetupConfig,
+    config_path: &Path,
+) -> Vec<KnownProfile> {
     use std::collections::BTreeMap;
     let mut found: BTreeMap<String, Vec<&'static str>> = BTreeMap::new();
     for name in config.profiles.keys().chain(config.profile.iter()).chain(config.env.iter()) {
@@ -324,7 +343,13 @@ mod tests {
     }
 
     fn resolve_with(flags: &Flags, env: &[(&str, &str)], config: &SetupConfig) -> Result<Target> {
-        resolve(flags, &Env::from_pairs(env.iter().copied()), config, Path::new("/w/.forkr/config.yaml"), &no_file)
+        resolve(
+            flags,
+            &Env::from_pairs(env.iter().copied()),
+            config,
+            Path::new("/w/.forkr/config.yaml"),
+            &no_file,
+        )
     }
 
     fn url(flags: &Flags, env: &[(&str, &str)], config: &SetupConfig) -> String {
@@ -445,7 +470,8 @@ mod tests {
                 ..Default::default()
             },
         );
-        let t = resolve_with(&Flags { profile: Some("dev".into()), ..Default::default() }, &[], &cfg).unwrap();
+        let t =
+            resolve_with(&Flags { profile: Some("dev".into()), ..Default::default() }, &[], &cfg).unwrap();
         assert_eq!(t.url, "http://10.1.1.1:7878");
         assert_eq!(t.token.as_deref(), Some("dev-token"));
         assert_eq!(t.ip, Some("10.1.1.2".parse().unwrap()));
@@ -456,7 +482,10 @@ mod tests {
         );
         // The env variable beats the file.
         let env = [("FORKR_PROFILE_DEV_URL", "http://env:1")];
-        assert_eq!(url(&Flags { profile: Some("dev".into()), ..Default::default() }, &env, &cfg), "http://env:1");
+        assert_eq!(
+            url(&Flags { profile: Some("dev".into()), ..Default::default() }, &env, &cfg),
+            "http://env:1"
+        );
     }
 
     #[test]
@@ -479,7 +508,8 @@ mod tests {
     #[test]
     fn token_file_only_when_nothing_configures_a_url() {
         let read = |p: &Path| -> Option<String> {
-            (p == Path::new("/var/lib/forkr/token") || p == Path::new("/d/token")).then(|| "file-token\n".into())
+            (p == Path::new("/var/lib/forkr/token") || p == Path::new("/d/token"))
+                .then(|| "file-token\n".into())
         };
         let cfg = SetupConfig::default();
         let path = Path::new("c.yaml");
@@ -487,7 +517,10 @@ mod tests {
         assert_eq!(t.token.as_deref(), Some("file-token"));
         assert_eq!(t.token_source, Some(Source::TokenFile("/var/lib/forkr/token".into())));
         let env = Env::from_pairs([("FORKR_DATA_DIR", "/d")]);
-        assert_eq!(resolve(&Flags::default(), &env, &cfg, path, &read).unwrap().token.as_deref(), Some("file-token"));
+        assert_eq!(
+            resolve(&Flags::default(), &env, &cfg, path, &read).unwrap().token.as_deref(),
+            Some("file-token")
+        );
         // A configured URL means a server we know nothing local about: no token file.
         let env = Env::from_pairs([("FORKR_URL", "http://127.0.0.1:7878")]);
         assert_eq!(resolve(&Flags::default(), &env, &cfg, path, &read).unwrap().token, None);
@@ -504,10 +537,19 @@ mod tests {
             e.message(),
             r#"invalid API URL "api.example.com" (from $FORKR_URL): it must start with http:// or https://"#
         );
-        let env = [("FORKR_PROFILE", "p"), ("FORKR_PROFILE_P_URL", "http://p:1"), ("FORKR_PROFILE_P_INSECURE", "sure")];
+        let env = [
+            ("FORKR_PROFILE", "p"),
+            ("FORKR_PROFILE_P_URL", "http://p:1"),
+            ("FORKR_PROFILE_P_INSECURE", "sure"),
+        ];
         let e = resolve_with(&Flags::default(), &env, &SetupConfig::default()).unwrap_err();
-        assert!(e.message().starts_with("$FORKR_PROFILE_P_INSECURE must be true or false"), "{}", e.message());
-        let env = [("FORKR_PROFILE", "p"), ("FORKR_PROFILE_P_URL", "http://p:1"), ("FORKR_PROFILE_P_IP", "x")];
+        assert!(
+            e.message().starts_with("$FORKR_PROFILE_P_INSECURE must be true or false"),
+            "{}",
+            e.message()
+        );
+        let env =
+            [("FORKR_PROFILE", "p"), ("FORKR_PROFILE_P_URL", "http://p:1"), ("FORKR_PROFILE_P_IP", "x")];
         assert!(resolve_with(&Flags::default(), &env, &SetupConfig::default()).is_err());
     }
 
@@ -522,16 +564,25 @@ mod tests {
 
     #[test]
     fn profiles_are_listed_from_config_and_env() {
-        let mut cfg = SetupConfig { profile: Some("staging".into()), forkr_domain: Some("s.example".into()), ..Default::default() };
-        cfg.profiles.insert("dev-1".into(), crate::setup::ProfileConfig { url: Some("http://d:1".into()), ..Default::default() });
+        let mut cfg = SetupConfig {
+            profile: Some("staging".into()),
+            forkr_domain: Some("s.example".into()),
+            ..Default::default()
+        };
+        cfg.profiles.insert(
+            "dev-1".into(),
+            crate::setup::ProfileConfig { url: Some("http://d:1".into()), ..Default::default() },
+        );
         let env = Env::from_pairs([
             ("FORKR_PROFILE_DEV_1_URL", "http://env-d:1"),
             ("FORKR_PROFILE_PROD_URL", "https://p.example"),
             ("FORKR_PROFILE__URL", "http://ignored"),
         ]);
         let list = known_profiles(&Flags::default(), &env, &cfg, Path::new("c.yaml"));
-        let summary: Vec<_> =
-            list.iter().map(|p| (p.name.as_str(), p.url.as_deref(), p.defined_in.clone(), p.selected)).collect();
+        let summary: Vec<_> = list
+            .iter()
+            .map(|p| (p.name.as_str(), p.url.as_deref(), p.defined_in.clone(), p.selected))
+            .collect();
         assert_eq!(
             summary,
             vec![

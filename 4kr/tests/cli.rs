@@ -39,7 +39,10 @@ fn profile_without_url_is_the_documented_error() {
     );
     // The --profile flag selects too.
     let out = kr(dir.path()).args(["--profile", "prod-eu", "show", "web"]).output().unwrap();
-    assert!(stderr_of(&out).contains("Error: profile \"prod-eu\" is selected but FORKR_PROFILE_PROD_EU_URL is not set"));
+    assert!(
+        stderr_of(&out)
+            .contains("Error: profile \"prod-eu\" is selected but FORKR_PROFILE_PROD_EU_URL is not set")
+    );
 }
 
 #[test]
@@ -51,7 +54,10 @@ fn documented_usage_errors() {
         (&["exec", "web", "-j", "--", "true"], "Error: --json is not supported in foreground mode"),
         (&["cp", "a:/x", "b:/y"], "Error: cp copies between this machine and one box"),
         (&["cp", "x", "y"], "Error: cp needs exactly one box path"),
-        (&["cp", ".", "web:/tmp/x"], "Error: only files are supported (directories require -r, not yet supported)"),
+        (
+            &["cp", ".", "web:/tmp/x"],
+            "Error: only files are supported (directories require -r, not yet supported)",
+        ),
         (&["logs", "web", "--pid", "1", "-f", "-j"], "Error: --json is not supported with --follow"),
         (&["console", "web", "--json"], "Error: --json is not supported for console"),
         (&["exec", "-", "--bg", "--", "sleep", "1"], "Error: --bg cannot be used with `-`"),
@@ -90,7 +96,10 @@ fn unreachable_server_says_which_url_and_where_from() {
     let out = kr(dir.path()).env("FORKR_URL", &url).arg("list").output().unwrap();
     assert_eq!(out.status.code(), Some(1));
     let err = stderr_of(&out);
-    assert!(err.starts_with(&format!("Error: cannot reach forkr-server at {url} (URL from $FORKR_URL): ")), "{err}");
+    assert!(
+        err.starts_with(&format!("Error: cannot reach forkr-server at {url} (URL from $FORKR_URL): ")),
+        "{err}"
+    );
     assert!(err.contains("help: is forkr-server running"), "{err}");
     // exec uses a WebSocket: same message.
     let out = kr(dir.path()).env("FORKR_URL", &url).args(["exec", "web", "--", "true"]).output().unwrap();
@@ -130,7 +139,11 @@ fn config_round_trip_through_the_binary() {
         stdout_of(&out),
         "profile=staging\ntoken=****ijkl\nforkr_domain=forkr.example.com\nprofiles.dev.url=http://10.0.0.5:7878\n"
     );
-    let out = kr(&sub).env("FORKR_PROFILE_PROD_URL", "https://p.example").args(["config", "profiles"]).output().unwrap();
+    let out = kr(&sub)
+        .env("FORKR_PROFILE_PROD_URL", "https://p.example")
+        .args(["config", "profiles"])
+        .output()
+        .unwrap();
     let text = stdout_of(&out);
     assert!(text.contains("* staging   https://api.forkr.example.com   config"), "{text}");
     assert!(text.contains("  prod      https://p.example               env"), "{text}");
@@ -169,4 +182,21 @@ fn broken_config_names_the_file_but_docs_still_work() {
     let out = kr(dir.path()).arg("docs").output().unwrap();
     assert_eq!(out.status.code(), Some(0));
     assert!(stdout_of(&out).starts_with("Using forkr\n"));
+}
+
+#[test]
+fn closed_stdout_ends_quietly_like_other_unix_tools() {
+    use std::os::unix::process::ExitStatusExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let (read, write) = nix::unistd::pipe().unwrap();
+    drop(read);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_4kr"))
+        .current_dir(dir.path())
+        .arg("docs")
+        .stdout(std::process::Stdio::from(write))
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.signal(), Some(nix::sys::signal::Signal::SIGPIPE as i32), "{out:?}");
+    assert!(out.stderr.is_empty(), "{}", String::from_utf8_lossy(&out.stderr));
 }

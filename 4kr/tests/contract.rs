@@ -6,6 +6,9 @@
 //! ordinary host processes here; boxes, namespaces and btrfs are the real server's business and its
 //! end-to-end tests in `tests/` drive this same binary against it.
 
+// The stand-in's handlers short-circuit with a ready `Response` as the error, as axum code does.
+#![allow(clippy::result_large_err)]
+
 use std::collections::{BTreeMap, HashMap};
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
@@ -44,7 +47,11 @@ fn error(status: StatusCode, code: &str, message: &str) -> Response {
 
 fn authorized(headers: &HeaderMap) -> Result<(), Response> {
     let ok = headers.get("authorization").and_then(|v| v.to_str().ok()) == Some(&format!("Bearer {TOKEN}"));
-    if ok { Ok(()) } else { Err(error(StatusCode::UNAUTHORIZED, "unauthorized", "missing or wrong bearer token")) }
+    if ok {
+        Ok(())
+    } else {
+        Err(error(StatusCode::UNAUTHORIZED, "unauthorized", "missing or wrong bearer token"))
+    }
 }
 
 fn info(project: &str, req: &CreateBox) -> BoxInfo {
@@ -126,7 +133,12 @@ async fn show(st: St, h: HeaderMap, UrlPath((p, b)): UrlPath<(String, String)>) 
     }
 }
 
-async fn update(st: St, h: HeaderMap, UrlPath((p, b)): UrlPath<(String, String)>, Json(req): Json<UpdateBox>) -> Response {
+async fn update(
+    st: St,
+    h: HeaderMap,
+    UrlPath((p, b)): UrlPath<(String, String)>,
+    Json(req): Json<UpdateBox>,
+) -> Response {
     if let Err(r) = authorized(&h) {
         return r;
     }
@@ -169,7 +181,11 @@ async fn delete(
     Json(Deleted { name: b, deleted: existed, cleanup_pending: false }).into_response()
 }
 
-async fn stop_or_resume(st: St, h: HeaderMap, UrlPath((p, b, op)): UrlPath<(String, String, String)>) -> Response {
+async fn stop_or_resume(
+    st: St,
+    h: HeaderMap,
+    UrlPath((p, b, op)): UrlPath<(String, String, String)>,
+) -> Response {
     if let Err(r) = authorized(&h) {
         return r;
     }
@@ -181,7 +197,12 @@ async fn stop_or_resume(st: St, h: HeaderMap, UrlPath((p, b, op)): UrlPath<(Stri
     Json(info.clone()).into_response()
 }
 
-async fn exec_post(st: St, h: HeaderMap, UrlPath((p, b)): UrlPath<(String, String)>, Json(req): Json<ExecRequest>) -> Response {
+async fn exec_post(
+    st: St,
+    h: HeaderMap,
+    UrlPath((p, b)): UrlPath<(String, String)>,
+    Json(req): Json<ExecRequest>,
+) -> Response {
     if let Err(r) = authorized(&h) {
         return r;
     }
@@ -195,18 +216,32 @@ async fn exec_post(st: St, h: HeaderMap, UrlPath((p, b)): UrlPath<(String, Strin
     error(StatusCode::BAD_REQUEST, "bad_request", "the stand-in only does --bg over POST")
 }
 
-async fn ps(st: St, h: HeaderMap, UrlPath((p, b)): UrlPath<(String, String)>, Json(req): Json<PsRequest>) -> Response {
+async fn ps(
+    st: St,
+    h: HeaderMap,
+    UrlPath((p, b)): UrlPath<(String, String)>,
+    Json(req): Json<PsRequest>,
+) -> Response {
     if let Err(r) = authorized(&h) {
         return r;
     }
     if let Err(r) = st.get(&p, &b) {
         return r;
     }
-    Json(ExecOutput { exit_code: 2, stdout: format!("PID CMD {}\n", req.args.join(" ")), stderr: "warn\n".into() })
-        .into_response()
+    Json(ExecOutput {
+        exit_code: 2,
+        stdout: format!("PID CMD {}\n", req.args.join(" ")),
+        stderr: "warn\n".into(),
+    })
+    .into_response()
 }
 
-async fn logs(st: St, h: HeaderMap, UrlPath((p, b)): UrlPath<(String, String)>, Query(q): Query<HashMap<String, String>>) -> Response {
+async fn logs(
+    st: St,
+    h: HeaderMap,
+    UrlPath((p, b)): UrlPath<(String, String)>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
     if let Err(r) = authorized(&h) {
         return r;
     }
@@ -216,7 +251,12 @@ async fn logs(st: St, h: HeaderMap, UrlPath((p, b)): UrlPath<(String, String)>, 
     format!("log of pid {} follow={}\n", q["pid"], q["follow"]).into_response()
 }
 
-async fn get_file(st: St, h: HeaderMap, UrlPath((p, b)): UrlPath<(String, String)>, Query(q): Query<HashMap<String, String>>) -> Response {
+async fn get_file(
+    st: St,
+    h: HeaderMap,
+    UrlPath((p, b)): UrlPath<(String, String)>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
     if let Err(r) = authorized(&h) {
         return r;
     }
@@ -253,7 +293,12 @@ async fn put_file(
     Json(FileWritten { path: q["path"].clone(), size: body.len() as u64, mode }).into_response()
 }
 
-async fn exec_ws(st: St, h: HeaderMap, UrlPath((p, b)): UrlPath<(String, String)>, ws: WebSocketUpgrade) -> Response {
+async fn exec_ws(
+    st: St,
+    h: HeaderMap,
+    UrlPath((p, b)): UrlPath<(String, String)>,
+    ws: WebSocketUpgrade,
+) -> Response {
     if let Err(r) = authorized(&h) {
         return r;
     }
@@ -267,7 +312,10 @@ async fn exec_ws(st: St, h: HeaderMap, UrlPath((p, b)): UrlPath<(String, String)
         if exists.is_err() {
             return send_error(socket, "not_found", &format!("box {b:?} not found")).await;
         }
-        st.log.lock().unwrap().push(format!("WS cmd={:?} sh={} tty={} wd={:?}", req.cmd, req.sh, req.tty, req.wd));
+        st.log
+            .lock()
+            .unwrap()
+            .push(format!("WS cmd={:?} sh={} tty={} wd={:?}", req.cmd, req.sh, req.tty, req.wd));
         let mut cmd = if req.sh || req.cmd.is_empty() {
             let mut c = tokio::process::Command::new("sh");
             if !req.cmd.is_empty() {
@@ -279,7 +327,11 @@ async fn exec_ws(st: St, h: HeaderMap, UrlPath((p, b)): UrlPath<(String, String)
             c.args(&req.cmd[1..]);
             c
         };
-        cmd.envs(&req.env).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true);
+        cmd.envs(&req.env)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
         if let Some(wd) = &req.wd {
             cmd.current_dir(wd);
         }
@@ -287,7 +339,12 @@ async fn exec_ws(st: St, h: HeaderMap, UrlPath((p, b)): UrlPath<(String, String)
     })
 }
 
-async fn console_ws(st: St, h: HeaderMap, UrlPath((p, b)): UrlPath<(String, String)>, ws: WebSocketUpgrade) -> Response {
+async fn console_ws(
+    st: St,
+    h: HeaderMap,
+    UrlPath((p, b)): UrlPath<(String, String)>,
+    ws: WebSocketUpgrade,
+) -> Response {
     if let Err(r) = authorized(&h) {
         return r;
     }
@@ -316,7 +373,10 @@ async fn pump(mut socket: WebSocket, mut cmd: tokio::process::Command) {
     let mut stdin = child.stdin.take();
     let (tx, mut rx) = tokio::sync::mpsc::channel::<(u8, Vec<u8>)>(16);
     for (channel, mut reader) in [
-        (api::ws::STDOUT, Box::new(child.stdout.take().unwrap()) as Box<dyn tokio::io::AsyncRead + Send + Unpin>),
+        (
+            api::ws::STDOUT,
+            Box::new(child.stdout.take().unwrap()) as Box<dyn tokio::io::AsyncRead + Send + Unpin>,
+        ),
         (api::ws::STDERR, Box::new(child.stderr.take().unwrap())),
     ] {
         let tx = tx.clone();
@@ -423,7 +483,11 @@ impl Server {
 }
 
 fn out(o: &std::process::Output) -> (Option<i32>, String, String) {
-    (o.status.code(), String::from_utf8_lossy(&o.stdout).into_owned(), String::from_utf8_lossy(&o.stderr).into_owned())
+    (
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
 }
 
 #[test]
@@ -431,7 +495,10 @@ fn lifecycle_and_documented_outputs() {
     let s = server();
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    assert_eq!(out(&s.kr(d).args(["create", "web-1"]).output().unwrap()), (Some(0), "web-1: created\n".into(), "".into()));
+    assert_eq!(
+        out(&s.kr(d).args(["create", "web-1"]).output().unwrap()),
+        (Some(0), "web-1: created\n".into(), "".into())
+    );
     s.kr(d).args(["create", "db", "-p", "other", "--tag", "x", "-e", "A=1"]).assert().success();
     assert_eq!(s.names(), ["default:web-1", "other:db"]);
 
@@ -446,7 +513,10 @@ fn lifecycle_and_documented_outputs() {
     assert_eq!(listed[0].env.get("A").map(String::as_str), Some("1"));
 
     let (_, stdout, _) = out(&s.kr(d).args(["show", "other:db"]).output().unwrap());
-    assert!(stdout.starts_with("name:                      db\nproject:                   other\n"), "{stdout}");
+    assert!(
+        stdout.starts_with("name:                      db\nproject:                   other\n"),
+        "{stdout}"
+    );
     let (_, stdout, _) = out(&s.kr(d).args(["show", "other.db", "--json"]).output().unwrap());
     assert_eq!(serde_json::from_str::<BoxInfo>(&stdout).unwrap().tags, ["x"]);
 
@@ -464,7 +534,10 @@ fn lifecycle_and_documented_outputs() {
     let (code, stdout, _) = out(&s.kr(d).args(["rm", "-f", "web-1", "other:db", "-j"]).output().unwrap());
     assert_eq!(code, Some(0));
     let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
-    assert_eq!(report, serde_json::json!([{"name": "web-1", "deleted": true}, {"name": "other:db", "deleted": true}]));
+    assert_eq!(
+        report,
+        serde_json::json!([{"name": "web-1", "deleted": true}, {"name": "other:db", "deleted": true}])
+    );
     assert!(s.names().is_empty());
 
     let (code, _, stderr) = out(&s.kr(d).args(["show", "web-1"]).output().unwrap());
@@ -477,10 +550,19 @@ fn wrong_token_is_explained() {
     let dir = tempfile::tempdir().unwrap();
     let (code, _, stderr) = out(&s.kr(dir.path()).env("FORKR_TOKEN", "nope").arg("list").output().unwrap());
     assert_eq!(code, Some(1));
-    assert!(stderr.starts_with("Error: missing or wrong bearer token\n  help: the token from $FORKR_TOKEN was refused"), "{stderr}");
+    assert!(
+        stderr.starts_with(
+            "Error: missing or wrong bearer token\n  help: the token from $FORKR_TOKEN was refused"
+        ),
+        "{stderr}"
+    );
     // The WebSocket upgrade is refused the same way.
-    let (code, _, stderr) =
-        out(&s.kr(dir.path()).env("FORKR_TOKEN", "nope").args(["exec", "web", "--", "true"]).output().unwrap());
+    let (code, _, stderr) = out(&s
+        .kr(dir.path())
+        .env("FORKR_TOKEN", "nope")
+        .args(["exec", "web", "--", "true"])
+        .output()
+        .unwrap());
     assert_eq!(code, Some(1));
     assert!(stderr.starts_with("Error: missing or wrong bearer token"), "{stderr}");
 }
@@ -492,7 +574,10 @@ fn exec_streams_and_keeps_the_exit_code() {
     let d = dir.path();
     s.kr(d).args(["create", "web"]).assert().success();
 
-    assert_eq!(out(&s.kr(d).args(["exec", "web", "--", "echo", "hello"]).output().unwrap()), (Some(0), "hello\n".into(), "".into()));
+    assert_eq!(
+        out(&s.kr(d).args(["exec", "web", "--", "echo", "hello"]).output().unwrap()),
+        (Some(0), "hello\n".into(), "".into())
+    );
     let o = s.kr(d).args(["exec", "web", "--sh", "--", "echo out; echo err >&2; exit 7"]).output().unwrap();
     assert_eq!(out(&o), (Some(7), "out\n".into(), "err\n".into()));
     // stdin is streamed, and its end is signalled.
@@ -505,7 +590,11 @@ fn exec_streams_and_keeps_the_exit_code() {
     let o = s.kr(d).args(["exec", "web"]).write_stdin("echo from-script\nexit 3\n").output().unwrap();
     assert_eq!(out(&o), (Some(3), "from-script\n".into(), "".into()));
     // --env, --wd reach the request.
-    let o = s.kr(d).args(["exec", "web", "--env", "GREETING=hi", "--cwd", "/", "--", "sh", "-c", "echo $GREETING; pwd"]).output().unwrap();
+    let o = s
+        .kr(d)
+        .args(["exec", "web", "--env", "GREETING=hi", "--cwd", "/", "--", "sh", "-c", "echo $GREETING; pwd"])
+        .output()
+        .unwrap();
     assert_eq!(out(&o).1, "hi\n/\n");
     let log = s.inner.log.lock().unwrap().clone();
     assert!(log.contains(&r#"WS cmd=["bash"] sh=false tty=false wd=None"#.to_owned()), "{log:?}");
@@ -515,7 +604,13 @@ fn exec_streams_and_keeps_the_exit_code() {
     assert_eq!((code, stderr.as_str()), (Some(1), "Error: box \"nope\" not found\n"));
 
     // `.` inside a box.
-    let o = s.kr(d).env("BOX_NAME", "web").env("FORKR_PROJECT", "default").args(["exec", ".", "--", "echo", "dot"]).output().unwrap();
+    let o = s
+        .kr(d)
+        .env("BOX_NAME", "web")
+        .env("FORKR_PROJECT", "default")
+        .args(["exec", ".", "--", "echo", "dot"])
+        .output()
+        .unwrap();
     assert_eq!(out(&o).1, "dot\n");
 }
 
@@ -525,17 +620,30 @@ fn background_exec_logs_and_ps() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     s.kr(d).args(["create", "web"]).assert().success();
-    assert_eq!(out(&s.kr(d).args(["exec", "web", "--bg", "--", "sleep", "100"]).output().unwrap()).1, "pid=4242\n");
-    let (_, stdout, _) = out(&s.kr(d).args(["exec", "web", "--bg", "-j", "--", "sleep", "100"]).output().unwrap());
+    assert_eq!(
+        out(&s.kr(d).args(["exec", "web", "--bg", "--", "sleep", "100"]).output().unwrap()).1,
+        "pid=4242\n"
+    );
+    let (_, stdout, _) =
+        out(&s.kr(d).args(["exec", "web", "--bg", "-j", "--", "sleep", "100"]).output().unwrap());
     assert_eq!(serde_json::from_str::<serde_json::Value>(&stdout).unwrap(), serde_json::json!({"pid": 4242}));
-    assert_eq!(out(&s.kr(d).args(["logs", "web", "--pid", "4242"]).output().unwrap()).1, "log of pid 4242 follow=false\n");
-    assert_eq!(out(&s.kr(d).args(["tail", "web", "--pid", "7", "-f"]).output().unwrap()).1, "log of pid 7 follow=true\n");
+    assert_eq!(
+        out(&s.kr(d).args(["logs", "web", "--pid", "4242"]).output().unwrap()).1,
+        "log of pid 4242 follow=false\n"
+    );
+    assert_eq!(
+        out(&s.kr(d).args(["tail", "web", "--pid", "7", "-f"]).output().unwrap()).1,
+        "log of pid 7 follow=true\n"
+    );
     let (_, stdout, _) = out(&s.kr(d).args(["logs", "web", "--pid", "7", "--json"]).output().unwrap());
     assert_eq!(
         serde_json::from_str::<serde_json::Value>(&stdout).unwrap(),
         serde_json::json!({"pid": 7, "log": "log of pid 7 follow=false\n"})
     );
-    assert_eq!(out(&s.kr(d).args(["ps", "web", "--", "-ef"]).output().unwrap()), (Some(2), "PID CMD -ef\n".into(), "warn\n".into()));
+    assert_eq!(
+        out(&s.kr(d).args(["ps", "web", "--", "-ef"]).output().unwrap()),
+        (Some(2), "PID CMD -ef\n".into(), "warn\n".into())
+    );
 }
 
 #[test]
@@ -580,9 +688,13 @@ fn ephemeral_boxes_are_always_deleted() {
     let s = server();
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let (code, stdout, stderr) = out(&s.kr(d).args(["exec", "-", "--", "sh", "-c", "echo in-box; exit 4"]).output().unwrap());
+    let (code, stdout, stderr) =
+        out(&s.kr(d).args(["exec", "-", "--", "sh", "-c", "echo in-box; exit 4"]).output().unwrap());
     assert_eq!((code, stdout.as_str()), (Some(4), "in-box\n"));
-    let name = stderr.strip_prefix("ephemeral fork: ").and_then(|r| r.strip_suffix('\n')).unwrap_or_else(|| panic!("{stderr}"));
+    let name = stderr
+        .strip_prefix("ephemeral fork: ")
+        .and_then(|r| r.strip_suffix('\n'))
+        .unwrap_or_else(|| panic!("{stderr}"));
     let parts: Vec<&str> = name.splitn(3, '-').collect();
     assert_eq!(parts[0], "ephemeral");
     assert!(parts[1].parse::<u32>().is_ok() && parts[2].parse::<u128>().is_ok(), "{name}");
@@ -627,7 +739,8 @@ fn ctrl_c_during_ephemeral_exec_still_deletes() {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     assert_eq!(s.names().len(), 1);
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGINT).unwrap();
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGINT)
+        .unwrap();
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(130));
     assert!(s.names().is_empty(), "the ephemeral box was deleted after Ctrl-C");
@@ -641,6 +754,7 @@ fn console_without_a_terminal_relays_piped_input() {
     let s = server();
     let dir = tempfile::tempdir().unwrap();
     s.kr(dir.path()).args(["create", "web"]).assert().success();
-    let o = s.kr(dir.path()).args(["console", "web"]).write_stdin("echo console-ok\nexit 5\n").output().unwrap();
+    let o =
+        s.kr(dir.path()).args(["console", "web"]).write_stdin("echo console-ok\nexit 5\n").output().unwrap();
     assert_eq!(out(&o), (Some(5), "console-ok\n".into(), "".into()));
 }

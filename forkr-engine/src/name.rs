@@ -44,10 +44,42 @@ impl NameKind {
 
 /// System account names a project user may not take.
 pub const RESERVED_USERS: &[&str] = &[
-    "root", "daemon", "bin", "sys", "sync", "games", "man", "lp", "mail", "news", "uucp", "proxy",
-    "www-data", "backup", "list", "irc", "gnats", "nobody", "systemd-network", "systemd-resolve",
-    "messagebus", "sshd", "_apt", "ubuntu", "admin", "sudo", "wheel", "adm", "staff", "users",
-    "nogroup", "tty", "disk", "shadow", "utmp", "operator",
+    "root",
+    "daemon",
+    "bin",
+    "sys",
+    "sync",
+    "games",
+    "man",
+    "lp",
+    "mail",
+    "news",
+    "uucp",
+    "proxy",
+    "www-data",
+    "backup",
+    "list",
+    "irc",
+    "gnats",
+    "nobody",
+    "systemd-network",
+    "systemd-resolve",
+    "messagebus",
+    "sshd",
+    "_apt",
+    "ubuntu",
+    "admin",
+    "sudo",
+    "wheel",
+    "adm",
+    "staff",
+    "users",
+    "nogroup",
+    "tty",
+    "disk",
+    "shadow",
+    "utmp",
+    "operator",
 ];
 
 fn is_dns_label(s: &str) -> bool {
@@ -79,7 +111,9 @@ pub fn validate(kind: NameKind, name: &str) -> Result<()> {
         NameKind::User => {
             !name.is_empty()
                 && name.len() <= 32
-                && name.bytes().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, b'_' | b'-'))
+                && name
+                    .bytes()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, b'_' | b'-'))
         }
     };
     if !ok {
@@ -123,7 +157,9 @@ pub fn validate_mount_path(path: &str) -> Result<()> {
         if path == *root || path.starts_with(&format!("{root}/")) {
             return Err(Error::bad_request(
                 "invalid_mount",
-                format!("mount path {path:?} cannot sit under {root} (forbidden: /proc, /sys, /dev, /run, /etc, /volumes)"),
+                format!(
+                    "mount path {path:?} cannot sit under {root} (forbidden: /proc, /sys, /dev, /run, /etc, /volumes)"
+                ),
             ));
         }
     }
@@ -217,10 +253,10 @@ pub fn resolve_project(flag: Option<&str>, env: Option<&str>, cwd: &std::path::P
         validate(NameKind::Project, p)?;
         return Ok(p.to_owned());
     }
-    if let Some(root) = git_root(cwd) {
-        if let Some(name) = root.file_name().and_then(|n| n.to_str()).and_then(sanitize_project) {
-            return Ok(name);
-        }
+    if let Some(root) = git_root(cwd)
+        && let Some(name) = root.file_name().and_then(|n| n.to_str()).and_then(sanitize_project)
+    {
+        return Ok(name);
     }
     Ok(DEFAULT_PROJECT.to_owned())
 }

@@ -37,7 +37,11 @@ pub fn load_or_create_token(path: &Path) -> anyhow::Result<String> {
     Ok(token)
 }
 
-pub async fn require_token(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Result<Response, ApiError> {
+pub async fn require_token(
+    State(state): State<Arc<AppState>>,
+    req: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
     let given = req
         .headers()
         .get(axum::http::header::AUTHORIZATION)
@@ -45,7 +49,9 @@ pub async fn require_token(State(state): State<Arc<AppState>>, req: Request, nex
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::trim);
     match given {
-        Some(t) if constant_time_eq::constant_time_eq(t.as_bytes(), state.token.as_bytes()) => Ok(next.run(req).await),
+        Some(t) if constant_time_eq::constant_time_eq(t.as_bytes(), state.token.as_bytes()) => {
+            Ok(next.run(req).await)
+        }
         Some(_) => Err(Error::new(ErrorKind::Unauthorized, "unauthorized", "invalid token").into()),
         None => Err(Error::new(
             ErrorKind::Unauthorized,

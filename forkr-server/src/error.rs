@@ -26,18 +26,24 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let e = self.0;
-        let status = StatusCode::from_u16(e.kind().http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let status =
+            StatusCode::from_u16(e.kind().http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         if status.is_server_error() {
             tracing::error!(code = e.code(), error = %e, source = ?std::error::Error::source(&e), "request failed");
         }
-        let body = ErrorBody { error: ErrorDetail { code: e.code().to_owned(), message: e.message().to_owned() } };
+        let body =
+            ErrorBody { error: ErrorDetail { code: e.code().to_owned(), message: e.message().to_owned() } };
         (status, Json(body)).into_response()
     }
 }
 
 impl From<JsonRejection> for ApiError {
     fn from(r: JsonRejection) -> Self {
-        let kind = if r.status() == StatusCode::PAYLOAD_TOO_LARGE { ErrorKind::TooLarge } else { ErrorKind::BadRequest };
+        let kind = if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ErrorKind::TooLarge
+        } else {
+            ErrorKind::BadRequest
+        };
         let code = if kind == ErrorKind::TooLarge { "too_large" } else { "invalid_json" };
         ApiError::new(kind, code, r.body_text())
     }

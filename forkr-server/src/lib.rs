@@ -62,7 +62,11 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .merge(api)
         .fallback(|| async {
-            error::ApiError::new(forkr_engine::ErrorKind::NotFound, "not_found", "no such route; see /v1/openapi.json")
+            error::ApiError::new(
+                forkr_engine::ErrorKind::NotFound,
+                "not_found",
+                "no such route; see /v1/openapi.json",
+            )
         })
         .with_state(state)
 }

@@ -6,12 +6,16 @@ use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 use forkr_engine::engine::Config;
-use forkr_server::{AppState, auth, router};
 #[allow(unused_imports)]
 use forkr_server as setup_pending;
+use forkr_server::{AppState, auth, router};
 
 #[derive(Debug, Parser)]
-#[command(name = "forkr-server", version, about = "The Forkr API server (forkr-api): boxes on btrfs and Linux namespaces")]
+#[command(
+    name = "forkr-server",
+    version,
+    about = "The Forkr API server (forkr-api): boxes on btrfs and Linux namespaces"
+)]
 struct Cli {
     /// Address to listen on.
     #[arg(long, env = "FORKR_LISTEN", default_value = "127.0.0.1:7878", global = true)]
@@ -64,13 +68,17 @@ fn parse_size(s: &str) -> Result<u64, String> {
 
 fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("FORKR_LOG").unwrap_or_else(|_| "info".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("FORKR_LOG").unwrap_or_else(|_| "info".into()),
+        )
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
     match cli.command {
         Some(Command::Teardown) => anyhow::bail!("TEMP: setup pending"),
-        None | Some(Command::Serve) => tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(serve(cli)),
+        None | Some(Command::Serve) => {
+            tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(serve(cli))
+        }
     }
 }
 

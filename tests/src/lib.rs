@@ -29,7 +29,22 @@ pub fn bin(name: &str) -> PathBuf {
 /// describes. Returns the path of a `.tar.gz` of it.
 pub fn tiny_base_tarball(dir: &Path) -> PathBuf {
     let root = dir.join("tiny-root");
-    for d in ["bin", "usr/bin", "sbin", "etc/profile.d", "root", "tmp", "work", "proc", "sys", "dev", "run", "var/log", "srv", "home"] {
+    for d in [
+        "bin",
+        "usr/bin",
+        "sbin",
+        "etc/profile.d",
+        "root",
+        "tmp",
+        "work",
+        "proc",
+        "sys",
+        "dev",
+        "run",
+        "var/log",
+        "srv",
+        "home",
+    ] {
         std::fs::create_dir_all(root.join(d)).unwrap();
     }
     std::fs::copy("/usr/bin/busybox", root.join("bin/busybox")).expect("busybox-static installed");
@@ -77,14 +92,28 @@ pub struct Server {
     pub url: String,
     pub token: String,
     pub addr: String,
+    image_size: String,
 }
 
 impl Server {
     /// Starts a server on a fresh data dir and imports the tiny base as `box-base`.
     pub fn start() -> Server {
+        Server::start_with_image("4G")
+    }
+
+    /// Like [`Server::start`] with a btrfs image of `size` (sparse; e.g. `24G` for benchmarks).
+    pub fn start_with_image(size: &str) -> Server {
         let data = tempfile::Builder::new().prefix("forkr-e2e-").tempdir().unwrap();
         let work = tempfile::Builder::new().prefix("forkr-work-").tempdir().unwrap();
-        let mut s = Server { child: None, data, work, url: String::new(), token: String::new(), addr: "127.0.0.1:0".into() };
+        let mut s = Server {
+            child: None,
+            data,
+            work,
+            url: String::new(),
+            token: String::new(),
+            addr: "127.0.0.1:0".into(),
+            image_size: size.to_owned(),
+        };
         s.spawn();
         let tarball = tiny_base_tarball(s.work.path());
         s.ok(&["base", "import", "box-base", "--file", tarball.to_str().unwrap()]);
@@ -94,7 +123,7 @@ impl Server {
     /// Starts (or restarts, on the same data dir and port) the server process.
     pub fn spawn(&mut self) {
         let mut child = Command::new(bin("forkr-server"))
-            .args(["--listen", &self.addr, "--image-size", "4G"])
+            .args(["--listen", &self.addr, "--image-size", &self.image_size])
             .arg("--data-dir")
             .arg(self.data.path())
             .env("FORKR_LOG", "warn")
@@ -152,7 +181,13 @@ impl Server {
 
     /// Runs `4kr args` with `input` on stdin.
     pub fn run_stdin(&self, args: &[&str], input: &[u8]) -> Output {
-        let mut child = self.cmd(args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+        let mut child = self
+            .cmd(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
         let mut stdin = child.stdin.take().unwrap();
         stdin.write_all(input).unwrap();
         drop(stdin);
@@ -192,6 +227,10 @@ impl Server {
 impl Drop for Server {
     fn drop(&mut self) {
         self.kill9();
-        let _ = Command::new(bin("forkr-server")).arg("teardown").arg("--data-dir").arg(self.data.path()).status();
+        let _ = Command::new(bin("forkr-server"))
+            .arg("teardown")
+            .arg("--data-dir")
+            .arg(self.data.path())
+            .status();
     }
 }

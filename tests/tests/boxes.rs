@@ -44,7 +44,15 @@ fn inside_a_box() {
     assert!(pid1.starts_with("/usr/bin/tini\0-s\0--\0/bin/bash\0-lc\0sleep infinity"), "{pid1:?}");
     assert_eq!(s.ok(&["exec", "proj.inner", "--", "hostname"]), "inner.proj\n");
     // Injected and user variables reach non-login children too.
-    let env = s.ok(&["exec", "-p", "proj", "inner", "--sh", "--", "env -i PATH=/bin sh -c 'cat /etc/boxes-env'; sh -c 'echo $BOX_NAME/$FORKR_PROJECT/$GREETING'"]);
+    let env = s.ok(&[
+        "exec",
+        "-p",
+        "proj",
+        "inner",
+        "--sh",
+        "--",
+        "env -i PATH=/bin sh -c 'cat /etc/boxes-env'; sh -c 'echo $BOX_NAME/$FORKR_PROJECT/$GREETING'",
+    ]);
     assert!(env.contains("export BOX_NAME=\"inner\""), "{env}");
     assert!(env.ends_with("inner/proj/hi there\n"), "{env}");
     // Reserved names are refused.

@@ -122,7 +122,8 @@ pub fn parse_kv(flag: &str, raw: &str) -> Result<(String, String)> {
 
 /// Parses `--data NAME=/path[:ro|:rw]`.
 pub fn parse_data(raw: &str) -> Result<DataMount> {
-    let bad = |why: &str| CliError::usage(format!("invalid --data {raw:?}: {why} (expected NAME=/path[:ro|:rw])"));
+    let bad =
+        |why: &str| CliError::usage(format!("invalid --data {raw:?}: {why} (expected NAME=/path[:ro|:rw])"));
     let (name, rest) = raw.split_once('=').ok_or_else(|| bad("missing '='"))?;
     forkr_engine::name::validate(NameKind::Volume, name).map_err(|e| bad(e.message()))?;
     let (path, read_only) = match rest.rsplit_once(':') {
@@ -141,10 +142,10 @@ pub fn create_request(name: &str, a: &CreateArgs) -> Result<CreateBox> {
     if a.base.is_some() && a.fork.is_some() {
         return Err(CliError::usage("--base cannot be used with --fork"));
     }
-    if let Some(src) = &a.fork {
-        if !matches!(BoxRef::parse(src)?, BoxRef::Named { .. }) {
-            return Err(CliError::usage(format!("--fork needs the name of an existing box, not {src:?}")));
-        }
+    if let Some(src) = &a.fork
+        && !matches!(BoxRef::parse(src)?, BoxRef::Named { .. })
+    {
+        return Err(CliError::usage(format!("--fork needs the name of an existing box, not {src:?}")));
     }
     let mut env = BTreeMap::new();
     for raw in &a.env {
@@ -169,7 +170,9 @@ pub fn create_request(name: &str, a: &CreateArgs) -> Result<CreateBox> {
 pub async fn create(ctx: &Ctx, a: CreateArgs) -> Result<i32> {
     let id = match ctx.resolve(&a.name, &a.project)? {
         BoxSel::Named(id) => id,
-        BoxSel::Ephemeral { .. } => return Err(CliError::usage("give the new box a name (`-` is for exec, console and cp)")),
+        BoxSel::Ephemeral { .. } => {
+            return Err(CliError::usage("give the new box a name (`-` is for exec, console and cp)"));
+        }
     };
     let req = create_request(&id.name, &a)?;
     let info = ctx.client()?.create(&id.project, &req).await?;
@@ -244,11 +247,13 @@ struct DeleteResult {
 }
 
 pub async fn delete(ctx: &Ctx, a: DeleteArgs) -> Result<i32> {
+    // A connection problem is one error, not one per box.
+    let client = ctx.client()?;
     let mut results = Vec::new();
     for raw in &a.targets {
         let outcome = async {
             let id = ctx.resolve_named(raw, &a.project)?;
-            ctx.client()?.delete(&id, a.force).await
+            client.delete(&id, a.force).await
         }
         .await;
         let result = match outcome {
@@ -262,7 +267,10 @@ pub async fn delete(ctx: &Ctx, a: DeleteArgs) -> Result<i32> {
                 name: raw.clone(),
                 deleted: None,
                 cleanup_pending: false,
-                error: Some(forkr_engine::api::ErrorDetail { code: e.code().to_owned(), message: e.message().to_owned() }),
+                error: Some(forkr_engine::api::ErrorDetail {
+                    code: e.code().to_owned(),
+                    message: e.message().to_owned(),
+                }),
             },
         };
         if !a.json.json {
@@ -324,8 +332,27 @@ mod tests {
     #[test]
     fn create_request_carries_every_flag() {
         let a = create_args(&[
-            "web", "-b", "box-base:3b1f", "-d", "pg=/var/lib/pg", "--data", "assets=/srv/a:ro", "-e", "A=1",
-            "--env", "B=x=y", "--cpu", "500m", "--memory", "2Gi", "--tag", "t1", "--tag", "t2", "--port", "3000",
+            "web",
+            "-b",
+            "box-base:3b1f",
+            "-d",
+            "pg=/var/lib/pg",
+            "--data",
+            "assets=/srv/a:ro",
+            "-e",
+            "A=1",
+            "--env",
+            "B=x=y",
+            "--cpu",
+            "500m",
+            "--memory",
+            "2Gi",
+            "--tag",
+            "t1",
+            "--tag",
+            "t2",
+            "--port",
+            "3000",
         ]);
         let r = create_request("web", &a).unwrap();
         assert_eq!(r.base.as_deref(), Some("box-base:3b1f"));
@@ -348,7 +375,10 @@ mod tests {
 
     #[test]
     fn data_mounts() {
-        assert_eq!(parse_data("v=/d").unwrap(), DataMount { name: "v".into(), path: "/d".into(), read_only: false });
+        assert_eq!(
+            parse_data("v=/d").unwrap(),
+            DataMount { name: "v".into(), path: "/d".into(), read_only: false }
+        );
         assert!(parse_data("v=/d:rw").is_ok_and(|d| !d.read_only && d.path == "/d"));
         assert!(parse_data("v=/a:b").is_ok_and(|d| d.path == "/a:b"));
         for bad in ["v", "v=rel", "=/d", "V=/d", "v=:ro"] {
@@ -360,14 +390,27 @@ mod tests {
     #[test]
     fn env_pairs() {
         assert_eq!(parse_kv("--env", "A=").unwrap(), ("A".into(), "".into()));
-        assert_eq!(parse_kv("--env", "=x").unwrap_err().message(), r#"invalid --env "=x": expected KEY=VALUE"#);
+        assert_eq!(
+            parse_kv("--env", "=x").unwrap_err().message(),
+            r#"invalid --env "=x": expected KEY=VALUE"#
+        );
         assert!(parse_kv("--env", "A").is_err());
     }
 
     #[test]
     fn update_merges_settings_and_env() {
         let cli = crate::cli::Cli::try_parse_from([
-            "4kr", "update", "web", "PORT=3000", "FOO=1", "--env", "FOO=2", "-e", "CPU=2", "--tag", "a",
+            "4kr",
+            "update",
+            "web",
+            "PORT=3000",
+            "FOO=1",
+            "--env",
+            "FOO=2",
+            "-e",
+            "CPU=2",
+            "--tag",
+            "a",
         ])
         .unwrap();
         let crate::cli::Command::Update(a) = cli.command else { panic!("update") };

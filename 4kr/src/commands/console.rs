@@ -31,7 +31,9 @@ pub async fn console(ctx: &Ctx, a: ConsoleArgs) -> Result<i32> {
     a.json.reject("console")?;
     match ctx.resolve(&a.target, &a.project)? {
         BoxSel::Named(id) => attach(ctx, &id).await,
-        BoxSel::Ephemeral { project } => ephemeral::run(ctx, project, async |id: &BoxId| attach(ctx, id).await).await,
+        BoxSel::Ephemeral { project } => {
+            ephemeral::run(ctx, project, async |id: &BoxId| attach(ctx, id).await).await
+        }
     }
 }
 

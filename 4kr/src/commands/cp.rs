@@ -17,11 +17,11 @@ use crate::error::{CliError, Result};
 #[derive(Debug, Args)]
 pub struct CpArgs {
     /// Source: a local file, or box:/path (also project:box:/path, .:/path, -:/path).
-    #[arg(value_name = "SRC")]
+    #[arg(value_name = "SRC", allow_hyphen_values = true)]
     pub src: String,
     /// Destination: a local path, or box:/path. A trailing `/` or an existing directory keeps the
     /// source's file name.
-    #[arg(value_name = "DEST")]
+    #[arg(value_name = "DEST", allow_hyphen_values = true)]
     pub dest: String,
     #[command(flatten)]
     pub project: ProjectOpt,
@@ -105,7 +105,8 @@ pub async fn cp(ctx: &Ctx, a: CpArgs) -> Result<i32> {
 }
 
 fn check_local_source(local: &Path) -> Result<std::fs::Metadata> {
-    let meta = std::fs::metadata(local).map_err(|e| CliError::io(format!("cannot read {}", local.display()), e))?;
+    let meta =
+        std::fs::metadata(local).map_err(|e| CliError::io(format!("cannot read {}", local.display()), e))?;
     if meta.is_dir() {
         return Err(CliError::usage(DIRECTORY_ERROR));
     }
@@ -145,13 +146,16 @@ async fn download(resp: reqwest::Response, target: &Path, mode: Option<u32>) -> 
         let mut body = resp.bytes_stream();
         while let Some(chunk) = body.next().await {
             let chunk = chunk.map_err(|e| {
-                CliError::from(forkr_engine::Error::internal(format!("download from forkr-server failed: {e}")))
+                CliError::from(forkr_engine::Error::internal(format!(
+                    "download from forkr-server failed: {e}"
+                )))
             })?;
             file.write_all(&chunk).map_err(|e| io("write", e))?;
         }
         file.flush().map_err(|e| io("write", e))?;
         if let Some(mode) = mode {
-            file.set_permissions(std::fs::Permissions::from_mode(mode)).map_err(|e| io("set the mode of", e))?;
+            file.set_permissions(std::fs::Permissions::from_mode(mode))
+                .map_err(|e| io("set the mode of", e))?;
         }
         std::fs::rename(&tmp, target).map_err(|e| io("write", e))
     }
@@ -181,6 +185,25 @@ mod tests {
         assert!(e.message().contains("neither"), "{}", e.message());
         assert!(direction("-:/x", "./y").is_ok());
         assert!(direction(".:/x", "./y").is_ok());
+    }
+
+    #[test]
+    fn ephemeral_paths_parse_as_values_and_flags_still_work() {
+        use clap::Parser as _;
+        let parse = |args: &[&str]| {
+            let cli = crate::cli::Cli::try_parse_from(["4kr"].iter().chain(args)).unwrap();
+            let crate::cli::Command::Cp(a) = cli.command else { panic!("cp") };
+            a
+        };
+        let a = parse(&["cp", "f", "-:/tmp/f"]);
+        assert_eq!(a.dest, "-:/tmp/f");
+        let a = parse(&["put", "-p", "proj", "-:/x", "y"]);
+        assert_eq!(
+            (a.project.project.as_deref(), a.src.as_str(), a.dest.as_str()),
+            (Some("proj"), "-:/x", "y")
+        );
+        let a = parse(&["get", "-:/x", "y", "-p", "proj"]);
+        assert_eq!(a.project.project.as_deref(), Some("proj"));
     }
 
     #[test]

@@ -26,7 +26,9 @@ mod tests {
         let cli = crate::cli::Cli::command();
         let known: Vec<String> = cli
             .get_subcommands()
-            .flat_map(|s| std::iter::once(s.get_name().to_owned()).chain(s.get_all_aliases().map(str::to_owned)))
+            .flat_map(|s| {
+                std::iter::once(s.get_name().to_owned()).chain(s.get_all_aliases().map(str::to_owned))
+            })
             .collect();
         let mut seen = 0;
         for word in GUIDE.split("4kr ").skip(1) {

@@ -149,8 +149,9 @@ async fn run_exec(ctx: &Ctx, id: &BoxId, req: &ExecRequest, tty: bool, json: boo
         }
         return Ok(0);
     }
-    let first = serde_json::to_string(req)
-        .map_err(|e| CliError::from(forkr_engine::Error::internal(format!("cannot encode the request: {e}"))))?;
+    let first = serde_json::to_string(req).map_err(|e| {
+        CliError::from(forkr_engine::Error::internal(format!("cannot encode the request: {e}")))
+    })?;
     let ws = client.websocket(id, "/exec/ws").await?;
     session::run(ws, Some(first), tty).await
 }
@@ -180,8 +181,11 @@ pub async fn logs(ctx: &Ctx, a: LogsArgs) -> Result<i32> {
     };
     if a.json.json {
         let bytes = resp.bytes().await.map_err(read_err)?;
-        return output::print_json(&LogJson { pid: a.pid, log: String::from_utf8_lossy(&bytes).into_owned() })
-            .map(|_| 0);
+        return output::print_json(&LogJson {
+            pid: a.pid,
+            log: String::from_utf8_lossy(&bytes).into_owned(),
+        })
+        .map(|_| 0);
     }
     let mut stream = resp.bytes_stream();
     let mut stdout = std::io::stdout();
@@ -219,7 +223,8 @@ mod tests {
 
     #[test]
     fn command_after_double_dash_keeps_its_flags() {
-        let a = exec_args(&["web", "--user", "alice", "--wd", "/srv", "-e", "A=1", "--", "ls", "-la", "--bg"]);
+        let a =
+            exec_args(&["web", "--user", "alice", "--wd", "/srv", "-e", "A=1", "--", "ls", "-la", "--bg"]);
         assert_eq!(a.cmd, ["ls", "-la", "--bg"]);
         assert!(!a.bg);
         let (r, tty) = exec_request(&a, false, false).unwrap();

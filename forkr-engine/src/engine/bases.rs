@@ -83,7 +83,10 @@ pub(crate) fn extract_tarball(tarball: &Path, dst: &Path) -> Result<()> {
     let mut head = [0u8; 2];
     let mut probe = std::fs::File::open(tarball).map_err(|e| Error::io("opening uploaded tarball", e))?;
     if probe.read_exact(&mut head).is_err() || head != [0x1f, 0x8b] {
-        return Err(Error::bad_request("invalid_tarball", "the upload is not a gzip-compressed tar archive (.tar.gz)"));
+        return Err(Error::bad_request(
+            "invalid_tarball",
+            "the upload is not a gzip-compressed tar archive (.tar.gz)",
+        ));
     }
     let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(f));
     archive.set_preserve_permissions(true);
@@ -105,15 +108,15 @@ pub(crate) fn extract_tarball(tarball: &Path, dst: &Path) -> Result<()> {
                 format!("archive entry {} points outside the root filesystem", path.display()),
             ));
         }
-        if kind.is_hard_link() {
-            if let Ok(Some(target)) = entry.link_name() {
-                if target.is_absolute() || target.components().any(|c| matches!(c, std::path::Component::ParentDir)) {
-                    return Err(Error::bad_request(
-                        "invalid_tarball",
-                        format!("hard link {} points outside the root filesystem", path.display()),
-                    ));
-                }
-            }
+        if kind.is_hard_link()
+            && let Ok(Some(target)) = entry.link_name()
+            && (target.is_absolute()
+                || target.components().any(|c| matches!(c, std::path::Component::ParentDir)))
+        {
+            return Err(Error::bad_request(
+                "invalid_tarball",
+                format!("hard link {} points outside the root filesystem", path.display()),
+            ));
         }
         // `unpack_in` refuses entries whose parent resolves outside `dst` through a symlink.
         let inside = entry.unpack_in(dst).map_err(|e| {
@@ -142,18 +145,24 @@ impl Engine {
     pub fn resolve_base(&self, spec: &str) -> Result<BaseRow> {
         if let Some((alias, tag)) = spec.split_once(':') {
             let versions = self.store.base_versions(alias)?;
-            return versions
-                .into_iter()
-                .rev()
-                .find(|v| v.tag.as_deref() == Some(tag))
-                .ok_or_else(|| Error::new(ErrorKind::NotFound, "not_found", format!("base {alias:?} has no version tagged {tag:?}")));
+            return versions.into_iter().rev().find(|v| v.tag.as_deref() == Some(tag)).ok_or_else(|| {
+                Error::new(
+                    ErrorKind::NotFound,
+                    "not_found",
+                    format!("base {alias:?} has no version tagged {tag:?}"),
+                )
+            });
         }
         if let Some(newest) = self.store.base_versions(spec)?.pop() {
             return Ok(newest);
         }
-        self.store
-            .get_base_version(spec)?
-            .ok_or_else(|| Error::new(ErrorKind::NotFound, "not_found", format!("base {spec:?} not found; see `4kr base list`")))
+        self.store.get_base_version(spec)?.ok_or_else(|| {
+            Error::new(
+                ErrorKind::NotFound,
+                "not_found",
+                format!("base {spec:?} not found; see `4kr base list`"),
+            )
+        })
     }
 
     /// The version name for the next write of `name`.
@@ -174,7 +183,8 @@ impl Engine {
     /// Moves a finished scratch subvolume into `bases/`, sets it read-only and registers it.
     pub(crate) fn register_base(&self, scratch: &Path, mut row: BaseRow) -> Result<BaseRow> {
         let dst = self.layout.base(&row.version);
-        std::fs::rename(scratch, &dst).map_err(|e| Error::io(format!("moving new base into {}", dst.display()), e))?;
+        std::fs::rename(scratch, &dst)
+            .map_err(|e| Error::io(format!("moving new base into {}", dst.display()), e))?;
         let registered = self.storage.set_read_only(&dst, true).and_then(|_| {
             row.created_at = now();
             self.store.insert_base(&row)
@@ -199,7 +209,10 @@ impl Engine {
 
     /// A fresh scratch path under `tmp/`.
     pub(crate) fn scratch_path(&self, what: &str) -> PathBuf {
-        let n = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+        let n = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
         self.layout.scratch().join(format!("{what}-{}-{n}", std::process::id()))
     }
 
@@ -275,11 +288,16 @@ impl Engine {
     pub fn show_base(&self, name: &str, tag: Option<&str>) -> Result<BaseInfo> {
         let rows = self.store.base_versions(name)?;
         let Some(latest) = rows.last() else {
-            return Err(Error::new(ErrorKind::NotFound, "not_found", format!("base {name:?} not found; see `4kr base list`")));
+            return Err(Error::new(
+                ErrorKind::NotFound,
+                "not_found",
+                format!("base {name:?} not found; see `4kr base list`"),
+            ));
         };
         let latest = latest.version.clone();
         let count = rows.len();
-        let versions = rows.iter().filter(|r| tag.is_none_or(|t| r.tag.as_deref() == Some(t))).map(to_api).collect();
+        let versions =
+            rows.iter().filter(|r| tag.is_none_or(|t| r.tag.as_deref() == Some(t))).map(to_api).collect();
         Ok(BaseInfo { name: name.to_owned(), latest, version_count: count, versions })
     }
 }
@@ -289,13 +307,19 @@ pub const BUILD_PROJECT: &str = "forkr-builds";
 
 impl Engine {
     /// `base save <base> <box>`: the box's on-disk root becomes a new version. The box need not run.
-    pub async fn save_base(self: &Arc<Self>, name: &str, project: &str, box_name: &str) -> Result<BaseVersion> {
+    pub async fn save_base(
+        self: &Arc<Self>,
+        name: &str,
+        project: &str,
+        box_name: &str,
+    ) -> Result<BaseVersion> {
         validate(NameKind::Base, name)?;
         validate(NameKind::Project, project)?;
         validate(NameKind::Box, box_name)?;
         let _g = self.lock_box(project, box_name).await;
         let src = self.require_box(project, box_name)?;
-        let row = self.save_root_as_base(name, &src, "save", format!("box:{project}/{box_name}"), None).await?;
+        let row =
+            self.save_root_as_base(name, &src, "save", format!("box:{project}/{box_name}"), None).await?;
         self.measure_base(row.version.clone());
         Ok(to_api(&row))
     }
@@ -313,7 +337,11 @@ impl Engine {
         let (name, kind, parent) = (name.to_owned(), kind.to_owned(), src.base.clone());
         blocking(move || {
             if !this.storage.is_subvolume(&root) {
-                return Err(Error::new(ErrorKind::NotFound, "not_found", "the box's root filesystem does not exist on disk"));
+                return Err(Error::new(
+                    ErrorKind::NotFound,
+                    "not_found",
+                    "the box's root filesystem does not exist on disk",
+                ));
             }
             let scratch = this.scratch_path("save");
             this.storage.snapshot(&root, &scratch, false)?;
@@ -345,26 +373,52 @@ impl Engine {
     /// `base build <name> --script`: runs the script in a transient box on the parent and saves the
     /// result with TAG = sha256(script). When the newest version already carries that tag, nothing
     /// is built (the forkd `snapshot-diff` idea: an unchanged script is a no-op).
-    pub async fn build_base(self: &Arc<Self>, name: &str, req: crate::api::BuildBase) -> Result<crate::api::BuildResult> {
+    pub async fn build_base(
+        self: &Arc<Self>,
+        name: &str,
+        req: crate::api::BuildBase,
+    ) -> Result<crate::api::BuildResult> {
         use sha2::Digest;
         validate(NameKind::Base, name)?;
         let tag = hex::encode(sha2::Sha256::digest(req.script.as_bytes()));
         let parent_spec = req.parent.clone().unwrap_or_else(|| crate::name::DEFAULT_BASE.to_owned());
         let parent = self.resolve_base(&parent_spec)?;
-        if let Some(newest) = self.store.base_versions(name)?.pop() {
-            if newest.tag.as_deref() == Some(tag.as_str()) && newest.parent.as_deref() == Some(parent.version.as_str()) {
-                return Ok(crate::api::BuildResult { version: to_api(&newest), unchanged: true, log: String::new() });
-            }
+        if let Some(newest) = self.store.base_versions(name)?.pop()
+            && newest.tag.as_deref() == Some(tag.as_str())
+            && newest.parent.as_deref() == Some(parent.version.as_str())
+        {
+            return Ok(crate::api::BuildResult {
+                version: to_api(&newest),
+                unchanged: true,
+                log: String::new(),
+            });
         }
-        let box_name = format!("build-{:x}", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0) & 0xffff_ffff_ffff);
-        let create = crate::api::CreateBox { name: box_name.clone(), base: Some(parent.version.clone()), ..Default::default() };
+        let box_name = format!(
+            "build-{:x}",
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or(0)
+                & 0xffff_ffff_ffff
+        );
+        let create = crate::api::CreateBox {
+            name: box_name.clone(),
+            base: Some(parent.version.clone()),
+            ..Default::default()
+        };
         self.create_box(BUILD_PROJECT, create).await?;
         let result = self.run_build(name, &box_name, &req.script, tag).await;
         let _ = self.delete_box(BUILD_PROJECT, &box_name, true).await;
         result
     }
 
-    async fn run_build(self: &Arc<Self>, name: &str, box_name: &str, script: &str, tag: String) -> Result<crate::api::BuildResult> {
+    async fn run_build(
+        self: &Arc<Self>,
+        name: &str,
+        box_name: &str,
+        script: &str,
+        tag: String,
+    ) -> Result<crate::api::BuildResult> {
         const SCRIPT: &str = "/.forkr-build.sh";
         let root = self.layout.root(BUILD_PROJECT, box_name);
         let (r2, s2) = (root.clone(), script.to_owned());
@@ -375,8 +429,19 @@ impl Engine {
         let out = self.exec_buffered(BUILD_PROJECT, box_name, &req, 16 << 20).await?;
         let log = format!("{}{}", out.stdout, out.stderr);
         if out.exit_code != 0 {
-            let tail: String = log.lines().rev().take(30).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n");
-            return Err(Error::bad_request("build_failed", format!("build script exited with code {}:\n{tail}", out.exit_code)));
+            let tail: String = log
+                .lines()
+                .rev()
+                .take(30)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+                .collect::<Vec<_>>()
+                .join("\n");
+            return Err(Error::bad_request(
+                "build_failed",
+                format!("build script exited with code {}:\n{tail}", out.exit_code),
+            ));
         }
         {
             let _g = self.lock_box(BUILD_PROJECT, box_name).await;
@@ -395,16 +460,28 @@ impl Engine {
     }
 
     /// `base delete <name|version> [--force] [--cascade]`.
-    pub async fn delete_base(self: &Arc<Self>, spec: &str, force: bool, cascade: bool) -> Result<crate::api::BasesDeleted> {
+    pub async fn delete_base(
+        self: &Arc<Self>,
+        spec: &str,
+        force: bool,
+        cascade: bool,
+    ) -> Result<crate::api::BasesDeleted> {
         if force && cascade {
-            return Err(Error::bad_request("invalid_request", "--force and --cascade cannot be used together"));
+            return Err(Error::bad_request(
+                "invalid_request",
+                "--force and --cascade cannot be used together",
+            ));
         }
         let mut roots = self.store.base_versions(spec)?;
         if roots.is_empty() {
             roots = self.store.get_base_version(spec)?.into_iter().collect();
         }
         if roots.is_empty() {
-            return Err(Error::new(ErrorKind::NotFound, "not_found", format!("base {spec:?} not found; see `4kr base list`")));
+            return Err(Error::new(
+                ErrorKind::NotFound,
+                "not_found",
+                format!("base {spec:?} not found; see `4kr base list`"),
+            ));
         }
         // Post-order over the child relation: children before parents.
         let mut order: Vec<BaseRow> = Vec::new();
@@ -427,14 +504,25 @@ impl Engine {
                 if let Some((p, b)) = self.store.boxes_using_base(&v.version)?.into_iter().next() {
                     return Err(Error::conflict(
                         "base_in_use",
-                        format!("base version {:?} is used by box {p}:{b}; delete the box first or pass --force", v.version),
+                        format!(
+                            "base version {:?} is used by box {p}:{b}; delete the box first or pass --force",
+                            v.version
+                        ),
                     ));
                 }
-                let children: Vec<_> = self.store.base_children(&v.version)?.into_iter().filter(|c| !order.iter().any(|o| o.version == c.version)).collect();
+                let children: Vec<_> = self
+                    .store
+                    .base_children(&v.version)?
+                    .into_iter()
+                    .filter(|c| !order.iter().any(|o| o.version == c.version))
+                    .collect();
                 if let Some(c) = children.first() {
                     return Err(Error::conflict(
                         "base_has_children",
-                        format!("base version {:?} is the parent of {:?}; pass --cascade to delete both or --force to orphan it", v.version, c.version),
+                        format!(
+                            "base version {:?} is the parent of {:?}; pass --cascade to delete both or --force to orphan it",
+                            v.version, c.version
+                        ),
                     ));
                 }
             }

@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use super::env::{check_env, parse_cpus, parse_memory_mb};
 use super::{
-    DEFAULT_CPUS, DEFAULT_GRACE_SECONDS, DEFAULT_PORT, DEFAULT_RAM_MB, DEFAULT_STORAGE_GB, Engine, MAX_GRACE_SECONDS,
-    blocking, now,
+    DEFAULT_CPUS, DEFAULT_GRACE_SECONDS, DEFAULT_PORT, DEFAULT_RAM_MB, DEFAULT_STORAGE_GB, Engine,
+    MAX_GRACE_SECONDS, blocking, now,
 };
 use crate::api::{BoxInfo, BoxStatus, CreateBox};
 use crate::name::{DEFAULT_BASE, NameKind, validate};

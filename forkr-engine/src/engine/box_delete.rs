@@ -61,7 +61,8 @@ impl Engine {
             this.storage.delete_subvolume(&this.layout.root(&project, &name))?;
             let run = this.layout.run_dir(&project, &name);
             if run.exists() {
-                std::fs::remove_dir_all(&run).map_err(|e| Error::io(format!("removing {}", run.display()), e))?;
+                std::fs::remove_dir_all(&run)
+                    .map_err(|e| Error::io(format!("removing {}", run.display()), e))?;
             }
             Ok(())
         })

@@ -28,7 +28,9 @@ pub enum ExecMode {
 }
 
 fn check_env_key(k: &str) -> Result<()> {
-    let ok = !k.is_empty() && !k.as_bytes()[0].is_ascii_digit() && k.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'_');
+    let ok = !k.is_empty()
+        && !k.as_bytes()[0].is_ascii_digit()
+        && k.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'_');
     if !ok {
         return Err(Error::bad_request("invalid_env", format!("invalid environment variable name {k:?}")));
     }
@@ -37,7 +39,11 @@ fn check_env_key(k: &str) -> Result<()> {
 
 impl Engine {
     fn shell(&self, row: &BoxRow) -> &'static str {
-        if fs::exists(&self.layout.root(&row.project, &row.name), "/bin/bash") { "/bin/bash" } else { "/bin/sh" }
+        if fs::exists(&self.layout.root(&row.project, &row.name), "/bin/bash") {
+            "/bin/bash"
+        } else {
+            "/bin/sh"
+        }
     }
 
     /// The argv that runs `req` through a login shell.
@@ -67,29 +73,46 @@ impl Engine {
     }
 
     /// Starts a process in a running box.
-    pub async fn exec(self: &Arc<Self>, project: &str, name: &str, req: &ExecRequest, mode: ExecMode) -> Result<Process> {
+    pub async fn exec(
+        self: &Arc<Self>,
+        project: &str,
+        name: &str,
+        req: &ExecRequest,
+        mode: ExecMode,
+    ) -> Result<Process> {
         let row = self.require_box(project, name)?;
         let Some(run) = self.running(&row) else {
-            return Err(Error::conflict("box_not_running", format!("box {name:?} is not running; start it with `4kr resume {name}`")));
+            return Err(Error::conflict(
+                "box_not_running",
+                format!("box {name:?} is not running; start it with `4kr resume {name}`"),
+            ));
         };
         let (uid, gid, home) = match req.user.as_deref() {
             None | Some("root") => (0, 0, "/root".to_owned()),
             Some(u) => {
                 crate::name::validate(crate::name::NameKind::User, u)?;
-                return Err(Error::new(ErrorKind::NotFound, "not_found", format!("user {u:?} not found in project {project:?}")));
+                return Err(Error::new(
+                    ErrorKind::NotFound,
+                    "not_found",
+                    format!("user {u:?} not found in project {project:?}"),
+                ));
             }
         };
-        if let Some(wd) = &req.wd {
-            if !wd.starts_with('/') {
-                return Err(Error::bad_request("invalid_path", format!("working directory {wd:?} must be absolute")));
-            }
+        if let Some(wd) = &req.wd
+            && !wd.starts_with('/')
+        {
+            return Err(Error::bad_request(
+                "invalid_path",
+                format!("working directory {wd:?} must be absolute"),
+            ));
         }
         let io = match mode {
             ExecMode::Pipes => ExecIo::Pipes,
             ExecMode::Tty { rows, cols } => ExecIo::Tty { rows, cols },
             ExecMode::Background => {
                 let bg = self.layout.run_dir(project, name).join("bg");
-                std::fs::create_dir_all(&bg).map_err(|e| Error::io("creating the background log directory", e))?;
+                std::fs::create_dir_all(&bg)
+                    .map_err(|e| Error::io("creating the background log directory", e))?;
                 static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
                 let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 ExecIo::Detached { log: bg.join(format!("pending-{seq}.log")) }
@@ -125,7 +148,13 @@ impl Engine {
     }
 
     /// Runs a command to completion and returns its output, each stream capped at `limit` bytes.
-    pub async fn exec_buffered(self: &Arc<Self>, project: &str, name: &str, req: &ExecRequest, limit: usize) -> Result<ExecOutput> {
+    pub async fn exec_buffered(
+        self: &Arc<Self>,
+        project: &str,
+        name: &str,
+        req: &ExecRequest,
+        limit: usize,
+    ) -> Result<ExecOutput> {
         let mut p = self.exec(project, name, req, ExecMode::Pipes).await?;
         if let Some(mut stdin) = p.stdin.take() {
             let input = req.stdin.clone().unwrap_or_default();
@@ -135,7 +164,10 @@ impl Engine {
                 let _ = stdin.shutdown().await;
             });
         }
-        async fn collect(r: Option<crate::runtime::BoxedRead>, limit: usize) -> std::io::Result<(Vec<u8>, bool)> {
+        async fn collect(
+            r: Option<crate::runtime::BoxedRead>,
+            limit: usize,
+        ) -> std::io::Result<(Vec<u8>, bool)> {
             let Some(r) = r else { return Ok((Vec::new(), false)) };
             let mut buf = Vec::new();
             let n = r.take(limit as u64 + 1).read_to_end(&mut buf).await?;
@@ -150,7 +182,9 @@ impl Engine {
             return Err(Error::new(
                 ErrorKind::TooLarge,
                 "output_too_large",
-                format!("exec output is over the limit of {limit} bytes; use the streaming exec (4kr exec without --json) or --bg with 4kr logs"),
+                format!(
+                    "exec output is over the limit of {limit} bytes; use the streaming exec (4kr exec without --json) or --bg with 4kr logs"
+                ),
             ));
         }
         let code = p.wait.await?;

@@ -21,25 +21,38 @@ impl Engine {
             ("/box/proj", self.layout.box_proj(project)),
         ];
         for (prefix, dir) in mounts {
-            if let Some(rest) = path.strip_prefix(prefix) {
-                if rest.is_empty() || rest.starts_with('/') {
-                    let rest = if rest.is_empty() { "/".to_owned() } else { rest.to_owned() };
-                    return (dir, rest);
-                }
+            if let Some(rest) = path.strip_prefix(prefix)
+                && (rest.is_empty() || rest.starts_with('/'))
+            {
+                let rest = if rest.is_empty() { "/".to_owned() } else { rest.to_owned() };
+                return (dir, rest);
             }
         }
         (self.layout.root(project, name), path.to_owned())
     }
 
     /// `GET …/files?path=`: the bytes and mode of a regular file.
-    pub async fn read_box_file(self: &Arc<Self>, project: &str, name: &str, path: &str, limit: u64) -> Result<(Vec<u8>, u32)> {
+    pub async fn read_box_file(
+        self: &Arc<Self>,
+        project: &str,
+        name: &str,
+        path: &str,
+        limit: u64,
+    ) -> Result<(Vec<u8>, u32)> {
         self.require_box(project, name)?;
         let (dir, rel) = self.file_target(project, name, path);
         blocking(move || fs::read_file(&dir, &rel, limit)).await
     }
 
     /// `PUT …/files?path=&mode=`: writes a file atomically with the given mode.
-    pub async fn write_box_file(self: &Arc<Self>, project: &str, name: &str, path: &str, data: Vec<u8>, mode: u32) -> Result<()> {
+    pub async fn write_box_file(
+        self: &Arc<Self>,
+        project: &str,
+        name: &str,
+        path: &str,
+        data: Vec<u8>,
+        mode: u32,
+    ) -> Result<()> {
         self.require_box(project, name)?;
         let (dir, rel) = self.file_target(project, name, path);
         blocking(move || fs::write_file(&dir, &rel, &data, mode, false)).await

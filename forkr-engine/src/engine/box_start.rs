@@ -26,7 +26,8 @@ impl Engine {
         for dir in [self.layout.box_proj(project), self.layout.home(project)] {
             if !self.storage.is_subvolume(&dir) {
                 if let Some(parent) = dir.parent() {
-                    std::fs::create_dir_all(parent).map_err(|e| Error::io(format!("creating {}", parent.display()), e))?;
+                    std::fs::create_dir_all(parent)
+                        .map_err(|e| Error::io(format!("creating {}", parent.display()), e))?;
                 }
                 self.storage.create_subvolume(&dir)?;
             }
@@ -41,12 +42,14 @@ impl Engine {
         let run = self.layout.run_dir(project, name);
         // /tmp-like state of the previous run (bg logs) is wiped on every start, as /tmp and /run are.
         let _ = std::fs::remove_dir_all(run.join("bg"));
-        std::fs::create_dir_all(run.join("bg")).map_err(|e| Error::io(format!("creating {}", run.display()), e))?;
+        std::fs::create_dir_all(run.join("bg"))
+            .map_err(|e| Error::io(format!("creating {}", run.display()), e))?;
         let hosts = run.join("hosts");
         let resolv = run.join("resolv.conf");
         std::fs::write(&hosts, hosts_file(project, name, &[])).map_err(|e| Error::io("writing hosts", e))?;
         let host_resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
-        std::fs::write(&resolv, resolv_conf(&host_resolv, project)).map_err(|e| Error::io("writing resolv.conf", e))?;
+        std::fs::write(&resolv, resolv_conf(&host_resolv, project))
+            .map_err(|e| Error::io("writing resolv.conf", e))?;
 
         let root = self.layout.root(project, name);
         fs::write_file(&root, "/etc/boxes-env", boxes_env_file(&self.config, row).as_bytes(), 0o644, true)?;
@@ -64,10 +67,30 @@ impl Engine {
         }
 
         let mounts = vec![
-            BindMount { source: self.layout.box_bin(), target: "/box/bin".into(), read_only: false, file: false },
-            BindMount { source: self.layout.box_all(), target: "/box/all".into(), read_only: false, file: false },
-            BindMount { source: self.layout.box_proj(project), target: "/box/proj".into(), read_only: false, file: false },
-            BindMount { source: self.layout.home(project), target: "/home".into(), read_only: false, file: false },
+            BindMount {
+                source: self.layout.box_bin(),
+                target: "/box/bin".into(),
+                read_only: false,
+                file: false,
+            },
+            BindMount {
+                source: self.layout.box_all(),
+                target: "/box/all".into(),
+                read_only: false,
+                file: false,
+            },
+            BindMount {
+                source: self.layout.box_proj(project),
+                target: "/box/proj".into(),
+                read_only: false,
+                file: false,
+            },
+            BindMount {
+                source: self.layout.home(project),
+                target: "/home".into(),
+                read_only: false,
+                file: false,
+            },
             BindMount { source: hosts, target: "/etc/hosts".into(), read_only: true, file: true },
             BindMount { source: resolv, target: "/etc/resolv.conf".into(), read_only: true, file: true },
         ];
@@ -110,7 +133,11 @@ impl Engine {
     }
 
     /// `POST …/stop`.
-    pub async fn stop_box(self: &std::sync::Arc<Self>, project: &str, name: &str) -> Result<crate::api::BoxInfo> {
+    pub async fn stop_box(
+        self: &std::sync::Arc<Self>,
+        project: &str,
+        name: &str,
+    ) -> Result<crate::api::BoxInfo> {
         let _g = self.lock_box(project, name).await;
         let mut row = self.require_box(project, name)?;
         let grace = Duration::from_secs(row.grace_seconds);
@@ -121,7 +148,11 @@ impl Engine {
 
     /// `POST …/resume`: starts a stopped (or exited) box with a fresh PID 1; a running box is left as
     /// it is.
-    pub async fn resume_box(self: &std::sync::Arc<Self>, project: &str, name: &str) -> Result<crate::api::BoxInfo> {
+    pub async fn resume_box(
+        self: &std::sync::Arc<Self>,
+        project: &str,
+        name: &str,
+    ) -> Result<crate::api::BoxInfo> {
         let _g = self.lock_box(project, name).await;
         let mut row = self.require_box(project, name)?;
         if self.running(&row).is_none() {

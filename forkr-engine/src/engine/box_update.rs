@@ -20,7 +20,10 @@ impl Engine {
             match k.as_str() {
                 "PORT" => {
                     let port: u16 = v.trim().parse().map_err(|_| {
-                        Error::bad_request("invalid_port", format!("invalid PORT {v:?}: use a number from 1 to 65535"))
+                        Error::bad_request(
+                            "invalid_port",
+                            format!("invalid PORT {v:?}: use a number from 1 to 65535"),
+                        )
                     })?;
                     row.port = check_port(port)?;
                 }
@@ -28,7 +31,10 @@ impl Engine {
                 "MEMORY" => row.ram_mb = parse_memory_mb(v)?,
                 "TERMINATION_GRACE_PERIOD_SECONDS" | "TERMINATION_GRACE_SECONDS" => {
                     let secs: u64 = v.trim().parse().map_err(|_| {
-                        Error::bad_request("invalid_grace", format!("invalid {k} {v:?}: use whole seconds, at most 86400"))
+                        Error::bad_request(
+                            "invalid_grace",
+                            format!("invalid {k} {v:?}: use whole seconds, at most 86400"),
+                        )
                     })?;
                     row.grace_seconds = check_grace(secs)?;
                 }

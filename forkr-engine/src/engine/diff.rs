@@ -16,7 +16,12 @@ pub const FILE_DIFF_LIMIT: u64 = 1_000_000;
 
 impl Engine {
     /// `GET …/diff/status?against=`.
-    pub async fn diff_status(self: &Arc<Self>, project: &str, name: &str, against: Option<&str>) -> Result<DiffStatus> {
+    pub async fn diff_status(
+        self: &Arc<Self>,
+        project: &str,
+        name: &str,
+        against: Option<&str>,
+    ) -> Result<DiffStatus> {
         self.require_box(project, name)?;
         let base = self.diff_base(project, name, against)?;
         let this = self.clone();
@@ -44,7 +49,13 @@ impl Engine {
     }
 
     /// `GET …/diff/file?path=&against=`.
-    pub async fn diff_file(self: &Arc<Self>, project: &str, name: &str, path: &str, against: Option<&str>) -> Result<FileDiff> {
+    pub async fn diff_file(
+        self: &Arc<Self>,
+        project: &str,
+        name: &str,
+        path: &str,
+        against: Option<&str>,
+    ) -> Result<FileDiff> {
         if !path.starts_with('/') {
             return Err(Error::bad_request("invalid_path", format!("path {path:?} must be absolute")));
         }
@@ -53,7 +64,8 @@ impl Engine {
         let old_root = self.layout.checkpoint(project, name, &base.name);
         let new_root = self.layout.root(project, name);
         let p = path.to_owned();
-        let (old, new) = blocking(move || Ok((read_for_diff(&old_root, &p)?, read_for_diff(&new_root, &p)?))).await?;
+        let (old, new) =
+            blocking(move || Ok((read_for_diff(&old_root, &p)?, read_for_diff(&new_root, &p)?))).await?;
         let (status, diff) = match (old, new) {
             (None, None) => {
                 return Err(Error::new(

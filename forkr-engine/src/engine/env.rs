@@ -25,7 +25,9 @@ pub fn check_env(env: &BTreeMap<String, String>) -> Result<()> {
         if !valid {
             return Err(Error::bad_request(
                 "invalid_env",
-                format!("invalid environment variable name {k:?}: use letters, digits and '_', not starting with a digit"),
+                format!(
+                    "invalid environment variable name {k:?}: use letters, digits and '_', not starting with a digit"
+                ),
             ));
         }
     }
@@ -77,7 +79,10 @@ fn shell_double_quote(v: &str) -> String {
 pub fn boxes_env_file(config: &Config, row: &BoxRow) -> String {
     let mut s = String::from("# Written by forkr at every box start. Do not edit: changes are lost.\n");
     let injected = injected(config, &row.project, &row.name);
-    let all = injected.iter().map(|(k, v)| (k.as_str(), v.as_str())).chain(row.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    let all = injected
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .chain(row.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
     for (k, v) in all {
         s.push_str(&format!("export {k}={}\n", shell_double_quote(v)));
     }
@@ -145,7 +150,9 @@ pub fn parse_memory_mb(s: &str) -> Result<u64> {
         }
         _ => Err(Error::bad_request(
             "invalid_memory",
-            format!("invalid memory value {s:?}: give a size such as 512Mi, 2Gi or 1024 (MiB), at least 16Mi"),
+            format!(
+                "invalid memory value {s:?}: give a size such as 512Mi, 2Gi or 1024 (MiB), at least 16Mi"
+            ),
         )),
     }
 }

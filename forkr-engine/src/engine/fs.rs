@@ -16,7 +16,8 @@ use std::path::Path;
 use crate::{Error, Result};
 
 /// The error for directories (document 002).
-pub const DIRECTORIES_UNSUPPORTED: &str = "only files are supported (directories require -r, not yet supported)";
+pub const DIRECTORIES_UNSUPPORTED: &str =
+    "only files are supported (directories require -r, not yet supported)";
 
 fn cstr(s: &[u8]) -> Result<CString> {
     CString::new(s).map_err(|_| Error::bad_request("invalid_path", "path contains a NUL byte"))
@@ -68,7 +69,10 @@ fn fstat(fd: &OwnedFd) -> std::io::Result<libc::stat> {
 
 fn check_abs(path: &str) -> Result<()> {
     if !path.starts_with('/') {
-        return Err(Error::bad_request("invalid_path", format!("path {path:?} must be absolute (start with /)")));
+        return Err(Error::bad_request(
+            "invalid_path",
+            format!("path {path:?} must be absolute (start with /)"),
+        ));
     }
     if path.as_bytes().contains(&0) {
         return Err(Error::bad_request("invalid_path", "path contains a NUL byte"));
@@ -78,8 +82,12 @@ fn check_abs(path: &str) -> Result<()> {
 
 fn map_open_err(path: &str, e: std::io::Error) -> Error {
     match e.raw_os_error() {
-        Some(libc::ENOENT) => Error::new(crate::ErrorKind::NotFound, "not_found", format!("{path}: no such file in the box")),
-        Some(libc::ENOTDIR) => Error::bad_request("invalid_path", format!("{path}: a path component is not a directory")),
+        Some(libc::ENOENT) => {
+            Error::new(crate::ErrorKind::NotFound, "not_found", format!("{path}: no such file in the box"))
+        }
+        Some(libc::ENOTDIR) => {
+            Error::bad_request("invalid_path", format!("{path}: a path component is not a directory"))
+        }
         Some(libc::EXDEV) | Some(libc::ELOOP) => {
             Error::bad_request("invalid_path", format!("{path}: path resolves outside the box or loops"))
         }
@@ -110,9 +118,16 @@ pub fn read_file(root: &Path, path: &str, limit: u64) -> Result<(Vec<u8>, u32)> 
     }
     let mut f = std::fs::File::from(fd);
     let mut buf = Vec::with_capacity(st.st_size as usize);
-    Read::by_ref(&mut f).take(limit + 1).read_to_end(&mut buf).map_err(|e| Error::io(format!("reading {path}"), e))?;
+    Read::by_ref(&mut f)
+        .take(limit + 1)
+        .read_to_end(&mut buf)
+        .map_err(|e| Error::io(format!("reading {path}"), e))?;
     if buf.len() as u64 > limit {
-        return Err(Error::new(crate::ErrorKind::TooLarge, "too_large", format!("{path} is over the limit of {limit} bytes")));
+        return Err(Error::new(
+            crate::ErrorKind::TooLarge,
+            "too_large",
+            format!("{path} is over the limit of {limit} bytes"),
+        ));
     }
     Ok((buf, st.st_mode & 0o7777))
 }
@@ -136,19 +151,22 @@ pub fn write_file(root: &Path, path: &str, data: &[u8], mode: u32, mkdirs: bool)
     if mkdirs {
         mkdir_all(&rootfd, parent)?;
     }
-    let dir = openat2_in(rootfd.as_raw_fd(), parent, libc::O_PATH | libc::O_DIRECTORY, 0).map_err(|e| match e.raw_os_error() {
-        Some(libc::ENOENT) => Error::new(
-            crate::ErrorKind::NotFound,
-            "not_found",
-            format!("directory {parent} does not exist in the box; create it first"),
-        ),
-        _ => map_open_err(parent, e),
-    })?;
+    let dir =
+        openat2_in(rootfd.as_raw_fd(), parent, libc::O_PATH | libc::O_DIRECTORY, 0).map_err(|e| {
+            match e.raw_os_error() {
+                Some(libc::ENOENT) => Error::new(
+                    crate::ErrorKind::NotFound,
+                    "not_found",
+                    format!("directory {parent} does not exist in the box; create it first"),
+                ),
+                _ => map_open_err(parent, e),
+            }
+        })?;
     // Refuse to replace a directory with a file.
-    if let Ok(existing) = openat2_in(dir.as_raw_fd(), name, libc::O_PATH | libc::O_NOFOLLOW, 0) {
-        if fstat(&existing).map(|st| st.st_mode & libc::S_IFMT == libc::S_IFDIR).unwrap_or(false) {
-            return Err(Error::bad_request("is_directory", DIRECTORIES_UNSUPPORTED));
-        }
+    if let Ok(existing) = openat2_in(dir.as_raw_fd(), name, libc::O_PATH | libc::O_NOFOLLOW, 0)
+        && fstat(&existing).map(|st| st.st_mode & libc::S_IFMT == libc::S_IFDIR).unwrap_or(false)
+    {
+        return Err(Error::bad_request("is_directory", DIRECTORIES_UNSUPPORTED));
     }
     let tmp = format!(".{name}.forkr-{}-{}", std::process::id(), nanos());
     let ctmp = cstr(tmp.as_bytes())?;
@@ -227,12 +245,18 @@ mod tests {
         let (data, mode) = read_file(d.path(), "/a/b/c.txt", 1024).unwrap();
         assert_eq!(data, b"hi");
         assert_eq!(mode, 0o640);
-        assert_eq!(std::fs::metadata(d.path().join("a/b/c.txt")).unwrap().permissions().mode() & 0o777, 0o640);
+        assert_eq!(
+            std::fs::metadata(d.path().join("a/b/c.txt")).unwrap().permissions().mode() & 0o777,
+            0o640
+        );
         assert!(exists(d.path(), "/a/b"));
         assert_eq!(read_file(d.path(), "/a", 10).unwrap_err().message(), DIRECTORIES_UNSUPPORTED);
         assert_eq!(read_file(d.path(), "/a/b/c.txt", 1).unwrap_err().kind(), crate::ErrorKind::TooLarge);
         assert!(read_file(d.path(), "rel", 10).is_err());
-        assert_eq!(write_file(d.path(), "/nope/x", b"", 0o644, false).unwrap_err().kind(), crate::ErrorKind::NotFound);
+        assert_eq!(
+            write_file(d.path(), "/nope/x", b"", 0o644, false).unwrap_err().kind(),
+            crate::ErrorKind::NotFound
+        );
     }
 
     #[test]
@@ -245,7 +269,7 @@ mod tests {
         std::os::unix::fs::symlink(outside.path(), root.join("abs")).unwrap();
         std::os::unix::fs::symlink("../../../../../../..", root.join("up")).unwrap();
         let rel_secret = format!("/up{}/secret", outside.path().display());
-        assert!(read_file(root, &format!("/abs/secret"), 100).is_err());
+        assert!(read_file(root, "/abs/secret", 100).is_err());
         assert!(read_file(root, &rel_secret, 100).is_err());
         assert!(read_file(root, &format!("/../../..{}/secret", outside.path().display()), 100).is_err());
         // Writes through the links land inside the root or fail; the host file is untouched.

@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use crate::api::{BoxInfo, BoxStatus};
-use crate::runtime::{BoxKey, Runtime, Running};
+use crate::runtime::{BoxKey, Running, Runtime};
 use crate::storage::Storage;
 use crate::storage::layout::Layout;
 use crate::store::{BoxRow, Store};
@@ -26,10 +26,10 @@ mod box_files;
 mod box_start;
 mod box_update;
 mod diff;
-mod snapshots;
 mod env;
 pub mod fs;
 mod reconcile;
+mod snapshots;
 pub use reconcile::Reconciled;
 
 pub use bases::BaseImport;
@@ -92,7 +92,9 @@ pub(crate) fn key(project: &str, name: &str) -> BoxKey {
 
 /// Runs blocking work (btrfs ioctls, tree walks, file I/O) off the async workers.
 pub(crate) async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
-    tokio::task::spawn_blocking(f).await.map_err(|e| Error::internal(format!("background task failed: {e}")))?
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Error::internal(format!("background task failed: {e}")))?
 }
 
 impl Engine {

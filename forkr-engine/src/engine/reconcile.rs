@@ -46,13 +46,8 @@ impl Engine {
     }
 
     fn remove_orphans(&self) -> Result<usize> {
-        let mut removed = 0;
-        if let Ok(entries) = std::fs::read_dir(self.layout.scratch()) {
-            for e in entries.flatten() {
-                self.storage.delete_subvolume(&e.path())?;
-                removed += 1;
-            }
-        }
+        let mut removed = std::fs::read_dir(self.layout.scratch()).map(|d| d.count()).unwrap_or(0);
+        crate::storage::provision::clear_scratch(&self.layout)?;
         let boxes = self.store.list_boxes(None)?;
         let roots = self.layout.fs_root().join("roots");
         if let Ok(projects) = std::fs::read_dir(&roots) {

@@ -36,12 +36,21 @@ pub(crate) fn next_auto_name(existing: &[SnapshotRow]) -> String {
 impl Engine {
     fn require_snapshot(&self, project: &str, name: &str, snapshot: &str) -> Result<SnapshotRow> {
         self.store.list_snapshots(project, name)?.into_iter().find(|s| s.name == snapshot).ok_or_else(|| {
-            Error::new(ErrorKind::NotFound, "not_found", format!("snapshot {snapshot:?} not found on box {name:?}"))
+            Error::new(
+                ErrorKind::NotFound,
+                "not_found",
+                format!("snapshot {snapshot:?} not found on box {name:?}"),
+            )
         })
     }
 
     /// `POST …/snapshots`.
-    pub async fn create_snapshot(self: &Arc<Self>, project: &str, name: &str, req: CreateSnapshot) -> Result<SnapshotInfo> {
+    pub async fn create_snapshot(
+        self: &Arc<Self>,
+        project: &str,
+        name: &str,
+        req: CreateSnapshot,
+    ) -> Result<SnapshotInfo> {
         if let Some(n) = &req.name {
             validate(NameKind::Snapshot, n)?;
         }
@@ -93,7 +102,12 @@ impl Engine {
     /// `POST …/snapshots/{s}/restore`: stop the box, replace its root with a writable snapshot of the
     /// checkpoint, start it again (document 000). The new root is made beside the old one and swapped
     /// in by rename, so a failure at any step leaves the old root in place.
-    pub async fn restore_snapshot(self: &Arc<Self>, project: &str, name: &str, snapshot: &str) -> Result<crate::api::BoxInfo> {
+    pub async fn restore_snapshot(
+        self: &Arc<Self>,
+        project: &str,
+        name: &str,
+        snapshot: &str,
+    ) -> Result<crate::api::BoxInfo> {
         validate(NameKind::Snapshot, snapshot)?;
         let _g = self.lock_box(project, name).await;
         let mut row = self.require_box(project, name)?;

@@ -88,7 +88,14 @@ impl<'a> Checker<'a> {
 
     /// `described` is the schema that carries the description of this place (a property's own
     /// schema before `$ref` resolution); `holder` is the key node this value sits under.
-    fn check(&mut self, described: &'a Value, schema: &'a Value, node: &Node, path: &mut Vec<Seg>, holder: Option<&Node>) {
+    fn check(
+        &mut self,
+        described: &'a Value,
+        schema: &'a Value,
+        node: &Node,
+        path: &mut Vec<Seg>,
+        holder: Option<&Node>,
+    ) {
         let schema = self.resolve(schema);
 
         if let Some(all) = schema.get("allOf").and_then(Value::as_array) {
@@ -171,7 +178,8 @@ impl<'a> Checker<'a> {
         let properties = schema.get("properties").and_then(Value::as_object);
         let additional = schema.get("additionalProperties");
         let mut seen: Vec<(String, &Node)> = Vec::new();
-        let where_ = if path.is_empty() { "at the top level".to_owned() } else { format!("in `{}`", path_text(path)) };
+        let where_ =
+            if path.is_empty() { "at the top level".to_owned() } else { format!("in `{}`", path_text(path)) };
 
         for (key, value) in entries {
             let Some(name) = key.key_text() else {
@@ -227,8 +235,12 @@ impl<'a> Checker<'a> {
             for req in required.iter().filter_map(Value::as_str) {
                 if !seen.iter().any(|(n, _)| n == req) {
                     let prop = properties.and_then(|p| p.get(req));
-                    let help = prop.and_then(|p| describe(p)).unwrap_or_else(|| format!("add `{req}`"));
-                    let what = if path.is_empty() { "the file".to_owned() } else { format!("`{}`", path_text(path)) };
+                    let help = prop.and_then(describe).unwrap_or_else(|| format!("add `{req}`"));
+                    let what = if path.is_empty() {
+                        "the file".to_owned()
+                    } else {
+                        format!("`{}`", path_text(path))
+                    };
                     self.push(
                         path,
                         Problem::new("missing_key", format!("{what} is missing the required key `{req}`"))
@@ -262,7 +274,11 @@ impl<'a> Checker<'a> {
             (None, Some(hi)) => format!("at most {}", fmt_num(hi)),
             (None, None) => return,
         };
-        let code = if matches!(path.last(), Some(Seg::Key(k)) if k == "port") { "invalid_port" } else { "out_of_range" };
+        let code = if matches!(path.last(), Some(Seg::Key(k)) if k == "port") {
+            "invalid_port"
+        } else {
+            "out_of_range"
+        };
         let mut problem = Problem::new(code, format!("`{}` must be {rule}, found {shown}", path_text(path)))
             .at(self.file, node.pos, "out of range");
         if let Some(help) = describe(described).or_else(|| describe(schema)) {
@@ -271,14 +287,24 @@ impl<'a> Checker<'a> {
         self.push(path, problem);
     }
 
-    fn type_error(&mut self, described: &'a Value, schema: &'a Value, node: &Node, path: &[Seg], holder: Option<&Node>) {
+    fn type_error(
+        &mut self,
+        described: &'a Value,
+        schema: &'a Value,
+        node: &Node,
+        path: &[Seg],
+        holder: Option<&Node>,
+    ) {
         let mut names = Vec::new();
         self.expected_names(schema, &mut names);
         names.retain(|n| *n != "nothing (null)");
         let expected = join_or(&names);
         let what = if path.is_empty() { "the file".to_owned() } else { format!("`{}`", path_text(path)) };
-        let mut problem = Problem::new("wrong_type", format!("{what} must be {expected}, found {}", node.kind_name()))
-            .at(self.file, label_pos(node, holder), format!("expected {expected}"));
+        let mut problem = Problem::new(
+            "wrong_type",
+            format!("{what} must be {expected}, found {}", node.kind_name()),
+        )
+        .at(self.file, label_pos(node, holder), format!("expected {expected}"));
         if let Some(help) = describe(described).or_else(|| describe(self.resolve(schema))) {
             problem = problem.help(help);
         }
@@ -395,7 +421,9 @@ mod tests {
         checker
             .problems
             .into_iter()
-            .map(|(path, p)| (path_text(&path), p.code(), p.message().to_owned(), p.help_text().map(str::to_owned)))
+            .map(|(path, p)| {
+                (path_text(&path), p.code(), p.message().to_owned(), p.help_text().map(str::to_owned))
+            })
             .collect()
     }
 
@@ -418,7 +446,9 @@ mod tests {
 
     #[test]
     fn wrong_types_and_ranges_are_all_reported() {
-        let p = problems("boxes:\n  web:\n    port: eighty\n    tags: web\n  api:\n    port: 70000\n    termination_grace_seconds: 90000\n");
+        let p = problems(
+            "boxes:\n  web:\n    port: eighty\n    tags: web\n  api:\n    port: 70000\n    termination_grace_seconds: 90000\n",
+        );
         let codes: Vec<_> = p.iter().map(|x| (x.0.as_str(), x.1)).collect();
         assert_eq!(
             codes,

@@ -10,7 +10,9 @@
 use std::fmt;
 use std::sync::Arc;
 
-use miette::{Diagnostic, GraphicalReportHandler, GraphicalTheme, LabeledSpan, NamedSource, Severity, SourceCode};
+use miette::{
+    Diagnostic, GraphicalReportHandler, GraphicalTheme, LabeledSpan, NamedSource, Severity, SourceCode,
+};
 use serde::Serialize;
 
 use super::yaml::Pos;
@@ -100,8 +102,7 @@ impl Problem {
 
     /// Adds a related place in any file ("first defined here").
     pub(crate) fn related(mut self, file: &Arc<SourceFile>, pos: Pos, message: impl Into<String>) -> Problem {
-        let message = message.into();
-        let mut rel = Problem::new(self.code, message.clone()).at(file, pos, message);
+        let mut rel = Problem::new(self.code, message).at(file, pos, "here");
         rel.advice = true;
         self.related.push(rel);
         self
@@ -156,14 +157,22 @@ impl Problem {
     }
 
     fn sort_key(&self) -> (String, usize, usize) {
-        (self.file().unwrap_or("").to_owned(), self.pos.map_or(0, |p| p.offset), self.pos.map_or(0, |p| p.len))
+        (
+            self.file().unwrap_or("").to_owned(),
+            self.pos.map_or(0, |p| p.offset),
+            self.pos.map_or(0, |p| p.len),
+        )
     }
 }
 
 fn labeled(pos: Pos, label: &str, primary: bool) -> LabeledSpan {
     let label = (!label.is_empty()).then(|| label.to_owned());
     let span = (pos.offset, pos.len);
-    if primary { LabeledSpan::new_primary_with_span(label, span) } else { LabeledSpan::new_with_span(label, span) }
+    if primary {
+        LabeledSpan::new_primary_with_span(label, span)
+    } else {
+        LabeledSpan::new_with_span(label, span)
+    }
 }
 
 impl fmt::Display for Problem {
@@ -273,6 +282,7 @@ impl SpecErrors {
         for p in &self.problems {
             // Writing into a String cannot fail.
             let _ = handler.render_report(&mut out, p);
+            out.push('\n');
         }
         out.push_str(&self.count_line());
         out.push('\n');

@@ -18,8 +18,9 @@ use serde::de::DeserializeOwned;
 use super::check::Checker;
 use super::diag::{Problem, SourceFile, SpecErrors};
 use super::model::{
-    Base, BaseBuild, BoxDef, BoxSource, CpuAmount, RESERVED_ENV, RESERVED_TAG_PREFIX, Snapshot, Sync, Volume, Workspace,
-    WorkspaceId, check_box_path, is_env_name, is_hostname, parse_cpu, parse_mount, parse_size_mib, sha256_hex,
+    Base, BaseBuild, BoxDef, BoxSource, CpuAmount, RESERVED_ENV, RESERVED_TAG_PREFIX, Snapshot, Sync, Volume,
+    Workspace, WorkspaceId, check_box_path, is_env_name, is_hostname, parse_cpu, parse_mount, parse_size_mib,
+    sha256_hex,
 };
 use super::schema::{SchemaKind, schema};
 use super::types::{BaseSpec, BoxSpec, Cpu, PublishSpec, Quantity, ScriptSource, SetupConfig, VolumeSpec};
@@ -94,14 +95,18 @@ pub fn load_dir(root: &Path, opts: &LoadOptions) -> Result<Workspace, SpecErrors
     };
     if files.is_empty() {
         return Err(SpecErrors::new(vec![
-            Problem::new("no_workspace", format!("no workspace files in {}", root.join(WORKSPACE_DIR).display()))
-                .help("add a file such as `.forkr/forkr.yaml` with `boxes:`; `config.yaml` holds CLI setup only"),
+            Problem::new(
+                "no_workspace",
+                format!("no workspace files in {}", root.join(WORKSPACE_DIR).display()),
+            )
+            .help("add a file such as `.forkr/forkr.yaml` with `boxes:`; `config.yaml` holds CLI setup only"),
         ]));
     }
     let mut sources = Vec::new();
     let mut problems = Vec::new();
     for path in files {
-        let display = format!("{WORKSPACE_DIR}/{}", path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default());
+        let display =
+            format!("{WORKSPACE_DIR}/{}", path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default());
         match std::fs::read_to_string(&path) {
             Ok(text) => sources.push((display, text)),
             Err(e) => problems.push(
@@ -124,7 +129,11 @@ pub fn load_dir(root: &Path, opts: &LoadOptions) -> Result<Workspace, SpecErrors
 
 /// Loads a workspace from `(display name, text)` pairs; relative paths in them resolve against
 /// `root`, and the files they name are read.
-pub fn load_sources(root: &Path, sources: &[(&str, &str)], opts: &LoadOptions) -> Result<Workspace, SpecErrors> {
+pub fn load_sources(
+    root: &Path,
+    sources: &[(&str, &str)],
+    opts: &LoadOptions,
+) -> Result<Workspace, SpecErrors> {
     let mut loader = Loader::new(root, opts);
     for (name, text) in sources {
         loader.add_source(name, text);
@@ -154,7 +163,9 @@ pub fn load_config(display_name: &str, text: &str) -> Result<SetupConfig, SpecEr
         return Err(SpecErrors::new(problems));
     }
     serde_json::from_value(doc.to_json()).map_err(|e| {
-        SpecErrors::new(vec![Problem::new("invalid_value", e.to_string()).at(&file, doc.pos, "here").help("fix the value")])
+        SpecErrors::new(vec![
+            Problem::new("invalid_value", e.to_string()).at(&file, doc.pos, "here").help("fix the value"),
+        ])
     })
 }
 
@@ -265,7 +276,9 @@ impl<'o> Loader<'o> {
             self.add_project(doc, project, value.pos);
         }
         for section in [Section::Bases, Section::Volumes, Section::Boxes] {
-            let Some((_, Node { kind: Kind::Map(entries), .. })) = node.entry(section.key()) else { continue };
+            let Some((_, Node { kind: Kind::Map(entries), .. })) = node.entry(section.key()) else {
+                continue;
+            };
             let mut seen_here = BTreeSet::new();
             for (key, value) in entries {
                 let Some(name) = key.key_text() else { continue };
@@ -291,22 +304,20 @@ impl<'o> Loader<'o> {
                 }
                 self.declared.insert((section, name.clone()), doc);
                 let path = vec![Seg::Key(section.key().into()), Seg::Key(name.clone())];
-                if self.docs[doc].invalid.iter().any(|p| p.starts_with(&path)) {
-                    continue;
-                }
+                let Some((json, damaged)) = self.pruned_json(doc, &path, value) else { continue };
                 match section {
                     Section::Bases => {
-                        if let Some(spec) = self.typed(doc, value, key.pos) {
+                        if let Some(spec) = self.typed(doc, json, damaged, key.pos) {
                             self.bases.push(Entry { name, doc, spec });
                         }
                     }
                     Section::Volumes => {
-                        if let Some(spec) = self.typed(doc, value, key.pos) {
+                        if let Some(spec) = self.typed(doc, json, damaged, key.pos) {
                             self.volumes.push(Entry { name, doc, spec });
                         }
                     }
                     Section::Boxes => {
-                        if let Some(spec) = self.typed(doc, value, key.pos) {
+                        if let Some(spec) = self.typed(doc, json, damaged, key.pos) {
                             self.boxes.push(Entry { name, doc, spec });
                         }
                     }
@@ -315,9 +326,46 @@ impl<'o> Loader<'o> {
         }
     }
 
-    fn typed<T: DeserializeOwned>(&mut self, doc: usize, value: &Node, pos: Pos) -> Option<T> {
-        match serde_json::from_value(value.to_json()) {
+    /// The entry at `path` as JSON without the parts the schema check found wrong, so that the
+    /// rest of the entry still gets its semantic checks; and whether anything was cut. A problem
+    /// inside a list drops the whole list (cutting one item would shift the positions of the
+    /// next). `None` when the entry itself is unusable.
+    fn pruned_json(&self, doc: usize, path: &[Seg], value: &Node) -> Option<(serde_json::Value, bool)> {
+        let mut json = value.to_json();
+        let mut damaged = false;
+        for bad in self.docs[doc].invalid.iter().filter(|p| p.starts_with(path)) {
+            damaged = true;
+            let rel = &bad[path.len()..];
+            let cut = rel.iter().position(|s| matches!(s, Seg::Index(_))).unwrap_or(rel.len());
+            let Some((Seg::Key(last), parents)) = rel[..cut].split_last() else { return None };
+            let mut target = &mut json;
+            for seg in parents {
+                match (seg, target) {
+                    (Seg::Key(k), serde_json::Value::Object(map)) => match map.get_mut(k) {
+                        Some(next) => target = next,
+                        None => return None,
+                    },
+                    _ => return None,
+                }
+            }
+            if let serde_json::Value::Object(map) = target {
+                map.remove(last);
+            }
+        }
+        Some((json, damaged))
+    }
+
+    fn typed<T: DeserializeOwned>(
+        &mut self,
+        doc: usize,
+        json: serde_json::Value,
+        damaged: bool,
+        pos: Pos,
+    ) -> Option<T> {
+        match serde_json::from_value(json) {
             Ok(v) => Some(v),
+            // Cutting a wrong required value leaves the entry incomplete; it was reported.
+            Err(_) if damaged => None,
             Err(e) => {
                 // The schema check passed, so this is a mismatch between schema and types: a bug.
                 let file = self.docs[doc].file.clone();
@@ -382,7 +430,15 @@ impl<'o> Loader<'o> {
         }
     }
 
-    fn problem(&mut self, doc: usize, pos: Pos, code: &'static str, message: String, label: &str, help: String) {
+    fn problem(
+        &mut self,
+        doc: usize,
+        pos: Pos,
+        code: &'static str,
+        message: String,
+        label: &str,
+        help: String,
+    ) {
         let file = self.docs[doc].file.clone();
         self.problems.push(Problem::new(code, message).at(&file, pos, label).help(help));
     }
@@ -404,7 +460,10 @@ impl<'o> Loader<'o> {
                 out_bases.insert(e.name.clone(), b);
             }
         }
-        self.check_cycles(Section::Bases, bases.iter().map(|e| (e.name.as_str(), e.doc, e.spec.from.as_deref())).collect());
+        self.check_cycles(
+            Section::Bases,
+            bases.iter().map(|e| (e.name.as_str(), e.doc, e.spec.from.as_deref())).collect(),
+        );
 
         let mut out_volumes = BTreeMap::new();
         for e in &volumes {
@@ -419,7 +478,10 @@ impl<'o> Loader<'o> {
                 out_boxes.insert(e.name.clone(), b);
             }
         }
-        self.check_cycles(Section::Boxes, boxes.iter().map(|e| (e.name.as_str(), e.doc, e.spec.fork.as_deref())).collect());
+        self.check_cycles(
+            Section::Boxes,
+            boxes.iter().map(|e| (e.name.as_str(), e.doc, e.spec.fork.as_deref())).collect(),
+        );
         self.check_publish_duplicates(&boxes);
 
         if !self.problems.is_empty() {
@@ -427,7 +489,14 @@ impl<'o> Loader<'o> {
         }
         let project = self.project.map(|(p, _)| p).unwrap_or_else(|| self.opts.default_project.clone());
         let id = self.opts.workspace_id.clone().unwrap_or_else(|| WorkspaceId::derive(&project, &self.root));
-        Ok(Workspace { project, id, root: self.root, bases: out_bases, volumes: out_volumes, boxes: out_boxes })
+        Ok(Workspace {
+            project,
+            id,
+            root: self.root,
+            bases: out_bases,
+            volumes: out_volumes,
+            boxes: out_boxes,
+        })
     }
 
     fn check_name(&mut self, doc: usize, section: Section, kind: NameKind, name: &str) -> bool {
@@ -456,7 +525,10 @@ impl<'o> Loader<'o> {
             None => (reference, None),
         };
         let syntax_ok = name::validate(NameKind::Base, alias).is_ok()
-            && tag.is_none_or(|t| !t.is_empty() && t.bytes().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-')));
+            && tag.is_none_or(|t| {
+                !t.is_empty()
+                    && t.bytes().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-'))
+            });
         if !syntax_ok {
             self.problem(
                 doc,
@@ -464,7 +536,8 @@ impl<'o> Loader<'o> {
                 "invalid_reference",
                 format!("{reference:?} is not a base reference"),
                 "invalid base reference",
-                "write an alias (`box-base`), an exact version (`box-base-v20260101120000`) or `alias:tag`".to_owned(),
+                "write an alias (`box-base`), an exact version (`box-base-v20260101120000`) or `alias:tag`"
+                    .to_owned(),
             );
             return false;
         }
@@ -480,8 +553,13 @@ impl<'o> Loader<'o> {
                 self.declared.keys().filter(|(s, _)| *s == Section::Bases).map(|(_, n)| n.clone()).collect();
             names.extend(declared.iter().map(String::as_str));
             let help = match super::check::suggest(alias, &names) {
-                Some(near) => format!("did you mean `{near}`? Otherwise define it under `bases:` or create it on the server"),
-                None => "define it under `bases:` or create it on the server (`4kr base list` shows what exists)".to_owned(),
+                Some(near) => format!(
+                    "did you mean `{near}`? Otherwise define it under `bases:` or create it on the server"
+                ),
+                None => {
+                    "define it under `bases:` or create it on the server (`4kr base list` shows what exists)"
+                        .to_owned()
+                }
             };
             self.problem(
                 doc,
@@ -561,7 +639,8 @@ impl<'o> Loader<'o> {
                 "conflicting_keys",
                 "`context` needs `dockerfile`".to_owned(),
                 "`context` without `dockerfile`".to_owned().as_str(),
-                "`context` is the build context of a Dockerfile; add `dockerfile` or remove `context`".to_owned(),
+                "`context` is the build context of a Dockerfile; add `dockerfile` or remove `context`"
+                    .to_owned(),
             );
             ok = false;
         }
@@ -593,11 +672,15 @@ impl<'o> Loader<'o> {
                             "invalid_value",
                             format!("the script of base `{}` is empty", e.name),
                             "empty script",
-                            "write the shell commands that build the base, or use `{ file: path }`".to_owned(),
+                            "write the shell commands that build the base, or use `{ file: path }`"
+                                .to_owned(),
                         );
                         None
                     } else {
-                        Some((BaseBuild::Script { content: text.clone(), file: None }, sha256_hex(text.as_bytes())))
+                        Some((
+                            BaseBuild::Script { content: text.clone(), file: None },
+                            sha256_hex(text.as_bytes()),
+                        ))
                     }
                 }
                 ScriptSource::File(f) => {
@@ -625,7 +708,8 @@ impl<'o> Loader<'o> {
                             "missing_file",
                             format!("the build context {c:?} is not a folder"),
                             "no such folder",
-                            format!("paths are relative to the workspace root {}", self.root.display()),
+                            "paths are relative to the workspace root (the folder holding `.forkr/`)"
+                                .to_owned(),
                         );
                         None
                     } else {
@@ -635,14 +719,16 @@ impl<'o> Loader<'o> {
                 None => Some(df_path.parent().map(Path::to_path_buf).unwrap_or_else(|| self.root.clone())),
             };
             match (df, context) {
-                (Some(text), Some(context)) => {
-                    Some((BaseBuild::Dockerfile { dockerfile: df_path, context }, sha256_hex(text.as_bytes())))
-                }
+                (Some(text), Some(context)) => Some((
+                    BaseBuild::Dockerfile { dockerfile: df_path, context },
+                    sha256_hex(text.as_bytes()),
+                )),
                 _ => None,
             }
         } else if let Some(tarball) = &s.tarball {
             let path = at(&["tarball"]);
-            self.hash_file(doc, &path, tarball).map(|tag| (BaseBuild::Tarball { path: self.root.join(tarball) }, tag))
+            self.hash_file(doc, &path, tarball)
+                .map(|tag| (BaseBuild::Tarball { path: self.root.join(tarball) }, tag))
         } else {
             None
         };
@@ -680,7 +766,7 @@ impl<'o> Loader<'o> {
                     "missing_file",
                     format!("cannot read the {what} {rel:?}: {err}"),
                     "cannot read this file",
-                    format!("paths are relative to the workspace root {}", self.root.display()),
+                    "paths are relative to the workspace root (the folder holding `.forkr/`)".to_owned(),
                 );
                 None
             }
@@ -713,7 +799,7 @@ impl<'o> Loader<'o> {
                     "missing_file",
                     format!("cannot read the tarball {rel:?}: {err}"),
                     "cannot read this file",
-                    format!("paths are relative to the workspace root {}", self.root.display()),
+                    "paths are relative to the workspace root (the folder holding `.forkr/`)".to_owned(),
                 );
                 None
             }
@@ -748,7 +834,8 @@ impl<'o> Loader<'o> {
                     "invalid_value",
                     format!("invalid {what}: {msg}"),
                     "invalid size",
-                    "write a number with a unit, such as `512Mi`, `2Gi` or `1G`, or a plain number of MiB".to_owned(),
+                    "write a number with a unit, such as `512Mi`, `2Gi` or `1G`, or a plain number of MiB"
+                        .to_owned(),
                 );
                 None
             }
@@ -799,14 +886,23 @@ impl<'o> Loader<'o> {
                     );
                     ok = false;
                 } else if let Err(err) = name::validate(NameKind::Box, fork) {
-                    self.problem(doc, pos, "invalid_reference", err.message().to_owned(), "invalid box name", "name a box of this project".to_owned());
+                    self.problem(
+                        doc,
+                        pos,
+                        "invalid_reference",
+                        err.message().to_owned(),
+                        "invalid box name",
+                        "name a box of this project".to_owned(),
+                    );
                     ok = false;
                 } else if !self.is_declared(Section::Boxes, fork)
                     && let Some(known) = &self.opts.known
                     && !known.boxes.contains(fork)
                 {
                     let mut names: Vec<String> = known.boxes.iter().cloned().collect();
-                    names.extend(self.declared.keys().filter(|(s, _)| *s == Section::Boxes).map(|(_, n)| n.clone()));
+                    names.extend(
+                        self.declared.keys().filter(|(s, _)| *s == Section::Boxes).map(|(_, n)| n.clone()),
+                    );
                     let refs: Vec<&str> = names.iter().map(String::as_str).collect();
                     let help = match super::check::suggest(fork, &refs) {
                         Some(near) => format!("did you mean `{near}`? Otherwise define it under `boxes:`"),
@@ -857,7 +953,14 @@ impl<'o> Loader<'o> {
             let text = value.as_text();
             if text.contains('\0') {
                 let pos = self.value_pos(doc, &path);
-                self.problem(doc, pos, "invalid_value", format!("the value of `{key}` contains a NUL byte"), "NUL byte", "remove it".to_owned());
+                self.problem(
+                    doc,
+                    pos,
+                    "invalid_value",
+                    format!("the value of `{key}` contains a NUL byte"),
+                    "NUL byte",
+                    "remove it".to_owned(),
+                );
                 ok = false;
             }
             env.insert(key.clone(), text);
@@ -868,14 +971,28 @@ impl<'o> Loader<'o> {
             None => None,
             Some(c) => {
                 let (text, parsed) = match c {
-                    Cpu::Cores(f) => (f.to_string(), if *f > 0.0 && f.is_finite() { Ok(*f) } else { Err(format!("{f} is not a positive CPU amount")) }),
+                    Cpu::Cores(f) => (
+                        f.to_string(),
+                        if *f > 0.0 && f.is_finite() {
+                            Ok(*f)
+                        } else {
+                            Err(format!("{f} is not a positive CPU amount"))
+                        },
+                    ),
                     Cpu::Text(t) => (t.clone(), parse_cpu(t)),
                 };
                 match parsed {
                     Ok(cores) => Some(CpuAmount { cores, text }),
                     Err(msg) => {
                         let pos = self.value_pos(doc, &at(&[k("cpu")]));
-                        self.problem(doc, pos, "invalid_value", format!("invalid cpu: {msg}"), "invalid CPU amount", "write cores (`2`, `0.5`) or millicores (`500m`)".to_owned());
+                        self.problem(
+                            doc,
+                            pos,
+                            "invalid_value",
+                            format!("invalid cpu: {msg}"),
+                            "invalid CPU amount",
+                            "write cores (`2`, `0.5`) or millicores (`500m`)".to_owned(),
+                        );
                         ok = false;
                         None
                     }
@@ -919,7 +1036,10 @@ impl<'o> Loader<'o> {
                             "Forkr adds its own `forkr.` tags (such as the workspace's ownership tag); pick another tag".to_owned(),
                         );
                         ok = false;
-                    } else if tag.is_empty() || tag.len() > 128 || tag.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                    } else if tag.is_empty()
+                        || tag.len() > 128
+                        || tag.chars().any(|c| c.is_whitespace() || c.is_control())
+                    {
                         self.problem(
                             doc,
                             pos,
@@ -930,7 +1050,14 @@ impl<'o> Loader<'o> {
                         );
                         ok = false;
                     } else if !seen.insert(tag.clone()) {
-                        self.problem(doc, pos, "duplicate_tag", format!("tag `{tag}` is listed twice"), "repeated", "remove the repeat".to_owned());
+                        self.problem(
+                            doc,
+                            pos,
+                            "duplicate_tag",
+                            format!("tag `{tag}` is listed twice"),
+                            "repeated",
+                            "remove the repeat".to_owned(),
+                        );
                         ok = false;
                     }
                 }
@@ -947,15 +1074,26 @@ impl<'o> Loader<'o> {
             let path = at(&[k("data"), k(vol)]);
             if let Err(err) = name::validate(NameKind::Volume, vol) {
                 let pos = self.key_pos(doc, &path);
-                self.problem(doc, pos, "invalid_name", err.message().to_owned(), "invalid volume name", "name a volume of this project".to_owned());
+                self.problem(
+                    doc,
+                    pos,
+                    "invalid_name",
+                    err.message().to_owned(),
+                    "invalid volume name",
+                    "name a volume of this project".to_owned(),
+                );
                 ok = false;
             } else if !self.is_declared(Section::Volumes, vol)
                 && let Some(known) = &self.opts.known
                 && !known.volumes.contains(vol)
             {
                 let pos = self.key_pos(doc, &path);
-                let declared: Vec<String> =
-                    self.declared.keys().filter(|(s, _)| *s == Section::Volumes).map(|(_, n)| n.clone()).collect();
+                let declared: Vec<String> = self
+                    .declared
+                    .keys()
+                    .filter(|(s, _)| *s == Section::Volumes)
+                    .map(|(_, n)| n.clone())
+                    .collect();
                 let mut names: Vec<&str> = known.volumes.iter().map(String::as_str).collect();
                 names.extend(declared.iter().map(String::as_str));
                 let help = match super::check::suggest(vol, &names) {
@@ -979,10 +1117,13 @@ impl<'o> Loader<'o> {
                         let first = self.value_pos(doc, &at(&[k("data"), k(other)]));
                         let file = self.docs[doc].file.clone();
                         self.problems.push(
-                            Problem::new("duplicate_mount", format!("volumes `{other}` and `{vol}` are both mounted at {}", mount.path))
-                                .at(&file, pos, "mounted again here")
-                                .also(first, "first mount")
-                                .help("each mount needs its own path"),
+                            Problem::new(
+                                "duplicate_mount",
+                                format!("volumes `{other}` and `{vol}` are both mounted at {}", mount.path),
+                            )
+                            .at(&file, pos, "mounted again here")
+                            .also(first, "first mount")
+                            .help("each mount needs its own path"),
                         );
                         ok = false;
                     } else {
@@ -1031,13 +1172,30 @@ impl<'o> Loader<'o> {
                 }
             };
             if let Err(err) = name::validate(NameKind::Snapshot, snap.name()) {
-                self.problem(doc, pos, "invalid_name", err.message().to_owned(), "invalid snapshot name", "use letters, digits, `_`, `.` and `-`".to_owned());
+                self.problem(
+                    doc,
+                    pos,
+                    "invalid_name",
+                    err.message().to_owned(),
+                    "invalid snapshot name",
+                    "use letters, digits, `_`, `.` and `-`".to_owned(),
+                );
                 ok = false;
             } else if !snap_names.insert(snap.name().to_owned()) {
-                self.problem(doc, pos, "duplicate_name", format!("snapshot `{}` is listed twice", snap.name()), "repeated", "remove the repeat".to_owned());
+                self.problem(
+                    doc,
+                    pos,
+                    "duplicate_name",
+                    format!("snapshot `{}` is listed twice", snap.name()),
+                    "repeated",
+                    "remove the repeat".to_owned(),
+                );
                 ok = false;
             }
-            snapshots.push(Snapshot { name: snap.name().to_owned(), description: snap.description().map(str::to_owned) });
+            snapshots.push(Snapshot {
+                name: snap.name().to_owned(),
+                description: snap.description().map(str::to_owned),
+            });
         }
 
         // Sync.
@@ -1058,7 +1216,7 @@ impl<'o> Loader<'o> {
                     "missing_file",
                     format!("the sync source {:?} is not a folder", entry.from),
                     "no such folder",
-                    format!("paths are relative to the workspace root {}", self.root.display()),
+                    "paths are relative to the workspace root (the folder holding `.forkr/`)".to_owned(),
                 );
                 entry_ok = false;
             }
@@ -1066,11 +1224,28 @@ impl<'o> Loader<'o> {
             to_path.push(k("to"));
             if let Err(msg) = check_box_path(&entry.to) {
                 let pos = self.value_pos(doc, &to_path);
-                self.problem(doc, pos, "invalid_path", format!("invalid sync target: {msg}"), "invalid box path", "write an absolute path inside the box, such as `/work/src`".to_owned());
+                self.problem(
+                    doc,
+                    pos,
+                    "invalid_path",
+                    format!("invalid sync target: {msg}"),
+                    "invalid box path",
+                    "write an absolute path inside the box, such as `/work/src`".to_owned(),
+                );
                 entry_ok = false;
-            } else if let Some(root) = ["/proc", "/sys", "/dev"].iter().find(|r| entry.to == **r || entry.to.starts_with(&format!("{r}/"))) {
+            } else if let Some(root) = ["/proc", "/sys", "/dev"]
+                .iter()
+                .find(|r| entry.to == **r || entry.to.starts_with(&format!("{r}/")))
+            {
                 let pos = self.value_pos(doc, &to_path);
-                self.problem(doc, pos, "invalid_path", format!("cannot sync into {root}"), "kernel file system", format!("{root} is recreated on every start; pick another path"));
+                self.problem(
+                    doc,
+                    pos,
+                    "invalid_path",
+                    format!("cannot sync into {root}"),
+                    "kernel file system",
+                    format!("{root} is recreated on every start; pick another path"),
+                );
                 entry_ok = false;
             }
             for (key, patterns) in [("include", &entry.include), ("exclude", &entry.exclude)] {
@@ -1079,13 +1254,25 @@ impl<'o> Loader<'o> {
                         let mut p = path.clone();
                         p.extend([k(key), Seg::Index(j)]);
                         let pos = self.value_pos(doc, &p);
-                        self.problem(doc, pos, "invalid_glob", format!("invalid glob {pattern:?}: {}", err.kind()), "invalid pattern", "use globset syntax, such as `**/*.rs` or `target/**`".to_owned());
+                        self.problem(
+                            doc,
+                            pos,
+                            "invalid_glob",
+                            format!("invalid glob {pattern:?}: {}", err.kind()),
+                            "invalid pattern",
+                            "use globset syntax, such as `**/*.rs` or `target/**`".to_owned(),
+                        );
                         entry_ok = false;
                     }
                 }
             }
             match (entry_ok, from) {
-                (true, Some(from)) => sync.push(Sync { from, to: entry.to.clone(), include: entry.include.clone(), exclude: entry.exclude.clone() }),
+                (true, Some(from)) => sync.push(Sync {
+                    from,
+                    to: entry.to.clone(),
+                    include: entry.include.clone(),
+                    exclude: entry.exclude.clone(),
+                }),
                 _ => ok = false,
             }
         }
@@ -1107,7 +1294,12 @@ impl<'o> Loader<'o> {
         })
     }
 
-    fn check_publish(&mut self, doc: usize, path: &[Seg], item: &PublishSpec) -> Option<super::model::Publish> {
+    fn check_publish(
+        &mut self,
+        doc: usize,
+        path: &[Seg],
+        item: &PublishSpec,
+    ) -> Option<super::model::Publish> {
         let k = |s: &str| Seg::Key(s.to_owned());
         let sub_ok = |s: &str| s == "@" || is_hostname(s);
         match item {
@@ -1124,7 +1316,12 @@ impl<'o> Loader<'o> {
                     );
                     return None;
                 }
-                Some(super::model::Publish { subdomain: Some(sub.clone()), domain: None, host: None, force: false })
+                Some(super::model::Publish {
+                    subdomain: Some(sub.clone()),
+                    domain: None,
+                    host: None,
+                    force: false,
+                })
             }
             PublishSpec::Detailed(d) => {
                 let mut sub_path = path.to_vec();
@@ -1136,7 +1333,14 @@ impl<'o> Loader<'o> {
                 match (&d.subdomain, &d.host) {
                     (None, None) => {
                         let pos = self.value_pos(doc, path);
-                        self.problem(doc, pos, "missing_key", "a publish needs `subdomain` or `host`".to_owned(), "neither given", "add `subdomain: www` or `host: app.example.com`".to_owned());
+                        self.problem(
+                            doc,
+                            pos,
+                            "missing_key",
+                            "a publish needs `subdomain` or `host`".to_owned(),
+                            "neither given",
+                            "add `subdomain: www` or `host: app.example.com`".to_owned(),
+                        );
                         return None;
                     }
                     (Some(_), Some(_)) => {
@@ -1155,7 +1359,14 @@ impl<'o> Loader<'o> {
                 }
                 if d.host.is_some() && d.domain.is_some() {
                     let pos = key_pos(self, "domain");
-                    self.problem(doc, pos, "conflicting_keys", "`domain` cannot be used with `host`".to_owned(), "`domain` given here", "`host` is already a full name; remove `domain`".to_owned());
+                    self.problem(
+                        doc,
+                        pos,
+                        "conflicting_keys",
+                        "`domain` cannot be used with `host`".to_owned(),
+                        "`domain` given here",
+                        "`host` is already a full name; remove `domain`".to_owned(),
+                    );
                     return None;
                 }
                 let checks: [(&str, Option<&String>, bool); 3] = [
@@ -1167,11 +1378,23 @@ impl<'o> Loader<'o> {
                     if let (Some(v), false) = (value, valid) {
                         sub_path.push(k(key));
                         let pos = self.value_pos(doc, &sub_path);
-                        self.problem(doc, pos, "invalid_publish", format!("{v:?} is not a valid {key}"), "invalid name", "use lowercase letters, digits, `-` and `.`".to_owned());
+                        self.problem(
+                            doc,
+                            pos,
+                            "invalid_publish",
+                            format!("{v:?} is not a valid {key}"),
+                            "invalid name",
+                            "use lowercase letters, digits, `-` and `.`".to_owned(),
+                        );
                         return None;
                     }
                 }
-                Some(super::model::Publish { subdomain: d.subdomain.clone(), domain: d.domain.clone(), host: d.host.clone(), force: d.force })
+                Some(super::model::Publish {
+                    subdomain: d.subdomain.clone(),
+                    domain: d.domain.clone(),
+                    host: d.host.clone(),
+                    force: d.force,
+                })
             }
         }
     }
@@ -1189,7 +1412,12 @@ impl<'o> Loader<'o> {
                         (None, None) => continue,
                     },
                 };
-                let path = vec![Seg::Key("boxes".into()), Seg::Key(e.name.clone()), Seg::Key("publish".into()), Seg::Index(i)];
+                let path = vec![
+                    Seg::Key("boxes".into()),
+                    Seg::Key(e.name.clone()),
+                    Seg::Key("publish".into()),
+                    Seg::Index(i),
+                ];
                 match seen.get(&key.to_ascii_lowercase()) {
                     Some((other_box, other_doc, other_path)) => {
                         let pos = self.value_pos(e.doc, &path);
@@ -1198,10 +1426,13 @@ impl<'o> Loader<'o> {
                         let first_file = self.docs[*other_doc].file.clone();
                         let shown = key.trim_end_matches('@').replace('@', ".");
                         self.problems.push(
-                            Problem::new("duplicate_publish", format!("`{shown}` is published by `{other_box}` and `{}`", e.name))
-                                .at(&file, pos, "published again here")
-                                .related(&first_file, first_pos, format!("`{other_box}` publishes it here"))
-                                .help("a host routes to one box; remove one of the publishes"),
+                            Problem::new(
+                                "duplicate_publish",
+                                format!("`{shown}` is published by `{other_box}` and `{}`", e.name),
+                            )
+                            .at(&file, pos, "published again here")
+                            .related(&first_file, first_pos, format!("`{other_box}` publishes it here"))
+                            .help("a host routes to one box; remove one of the publishes"),
                         );
                     }
                     None => {
@@ -1214,8 +1445,10 @@ impl<'o> Loader<'o> {
 
     /// Reports cycles of `from` (bases) or `fork` (boxes) among the workspace's entries.
     fn check_cycles(&mut self, section: Section, edges: Vec<(&str, usize, Option<&str>)>) {
-        let next: BTreeMap<&str, (usize, &str)> =
-            edges.iter().filter_map(|(n, d, to)| to.map(|t| (*n, (*d, t.split(':').next().unwrap_or(t))))).collect();
+        let next: BTreeMap<&str, (usize, &str)> = edges
+            .iter()
+            .filter_map(|(n, d, to)| to.map(|t| (*n, (*d, t.split(':').next().unwrap_or(t)))))
+            .collect();
         let mut reported: BTreeSet<&str> = BTreeSet::new();
         for (start, _, _) in &edges {
             let mut chain = vec![*start];
@@ -1233,15 +1466,23 @@ impl<'o> Loader<'o> {
                     let first = *cycle.iter().min().unwrap_or(&to);
                     let Some(&(doc, _)) = next.get(first) else { break };
                     let key = if section == Section::Bases { "from" } else { "fork" };
-                    let pos = self.value_pos(doc, &[Seg::Key(section.key().into()), Seg::Key(first.into()), Seg::Key(key.into())]);
+                    let pos = self.value_pos(
+                        doc,
+                        &[Seg::Key(section.key().into()), Seg::Key(first.into()), Seg::Key(key.into())],
+                    );
                     let start_at = cycle.iter().position(|c| *c == first).unwrap_or(0);
-                    let mut shown: Vec<&str> = cycle[start_at..].iter().chain(cycle[..start_at].iter()).copied().collect();
+                    let mut shown: Vec<&str> =
+                        cycle[start_at..].iter().chain(cycle[..start_at].iter()).copied().collect();
                     shown.push(first);
                     self.problem(
                         doc,
                         pos,
                         "reference_cycle",
-                        format!("{} {} form a cycle through `{key}`", section.key(), shown.iter().map(|s| format!("`{s}`")).collect::<Vec<_>>().join(" → ")),
+                        format!(
+                            "{} {} form a cycle through `{key}`",
+                            section.key(),
+                            shown.iter().map(|s| format!("`{s}`")).collect::<Vec<_>>().join(" → ")
+                        ),
                         "cycle",
                         format!("one of these {} must start from something outside the cycle", section.key()),
                     );

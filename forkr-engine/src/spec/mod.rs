@@ -24,9 +24,11 @@ pub mod types;
 pub(crate) mod yaml;
 
 pub use diag::{Problem, ProblemJson, SpecErrors};
-pub use load::{CONFIG_FILE, Known, LoadOptions, WORKSPACE_DIR, load_config, load_dir, load_sources, workspace_files};
+pub use load::{
+    CONFIG_FILE, Known, LoadOptions, WORKSPACE_DIR, load_config, load_dir, load_sources, workspace_files,
+};
 pub use model::{
-    Base, BaseBuild, BoxDef, BoxSource, CpuAmount, OWNER_TAG_PREFIX, Publish, Snapshot, Sync, SyncFilter, Volume, Workspace,
-    WorkspaceId,
+    Base, BaseBuild, BoxDef, BoxSource, CpuAmount, OWNER_TAG_PREFIX, Publish, Snapshot, Sync, SyncFilter,
+    Volume, Workspace, WorkspaceId,
 };
 pub use schema::{SchemaKind, schema_text, write_schema};

@@ -23,8 +23,16 @@ pub const RESERVED_ENV: &[&str] = &["FORKR_PROJECT", "BOX_NAME", "FORKR_API_URL"
 
 /// Injected variables that are not reserved but that the server adds to what it reports; the
 /// planner ignores them when comparing environments.
-pub const INJECTED_ENV: &[&str] =
-    &["FORKR_PROJECT", "BOX_NAME", "FORKR_API_URL", "FORKR_API_HOST", "FORKR_API_IP", "FORKR_NODE_IP", "FORKR_INSECURE", "TERM"];
+pub const INJECTED_ENV: &[&str] = &[
+    "FORKR_PROJECT",
+    "BOX_NAME",
+    "FORKR_API_URL",
+    "FORKR_API_HOST",
+    "FORKR_API_IP",
+    "FORKR_NODE_IP",
+    "FORKR_INSECURE",
+    "TERM",
+];
 
 /// A workspace's identity, the value of its ownership tag.
 ///
@@ -73,7 +81,8 @@ pub fn root_key(root: &Path) -> String {
     if let Some(git) = crate::name::git_root(&abs) {
         let name = git.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         let rel = abs.strip_prefix(&git).unwrap_or(Path::new(""));
-        let rel: Vec<String> = rel.components().map(|c| c.as_os_str().to_string_lossy().into_owned()).collect();
+        let rel: Vec<String> =
+            rel.components().map(|c| c.as_os_str().to_string_lossy().into_owned()).collect();
         if rel.is_empty() { name } else { format!("{name}/{}", rel.join("/")) }
     } else {
         abs.to_string_lossy().into_owned()
@@ -272,7 +281,11 @@ impl Publish {
         }
         match self.subdomain.as_deref() {
             Some("@") | None => false,
-            Some(sub) => host.len() > sub.len() && host[..sub.len()].eq_ignore_ascii_case(sub) && host.as_bytes()[sub.len()] == b'.',
+            Some(sub) => {
+                host.len() > sub.len()
+                    && host[..sub.len()].eq_ignore_ascii_case(sub)
+                    && host.as_bytes()[sub.len()] == b'.'
+            }
         }
     }
 }
@@ -364,7 +377,10 @@ pub fn parse_size_mib(text: &str) -> Result<u64, String> {
 pub fn parse_cpu(text: &str) -> Result<f64, String> {
     let t = text.trim();
     let cores = match t.strip_suffix('m') {
-        Some(milli) => milli.parse::<u64>().map(|m| m as f64 / 1000.0).map_err(|_| format!("{text:?} is not a CPU amount"))?,
+        Some(milli) => milli
+            .parse::<u64>()
+            .map(|m| m as f64 / 1000.0)
+            .map_err(|_| format!("{text:?} is not a CPU amount"))?,
         None => t.parse::<f64>().map_err(|_| format!("{text:?} is not a CPU amount"))?,
     };
     if !(cores.is_finite() && cores > 0.0) {
@@ -421,7 +437,8 @@ pub fn parse_mount(name: &str, spec: &str) -> Result<DataMount, String> {
 /// Whether `name` is a valid environment variable name (`[A-Za-z_][A-Za-z0-9_]*`).
 pub fn is_env_name(name: &str) -> bool {
     let mut chars = name.chars();
-    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_') && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 /// Whether `host` is a valid lowercase DNS name (labels of a-z, 0-9 and `-`, at most 253 bytes).
@@ -477,7 +494,9 @@ mod tests {
         );
         assert!(!parse_mount("v", "/srv/data:rw").unwrap().read_only);
         assert!(!parse_mount("v", "/srv/data").unwrap().read_only);
-        for bad in ["srv", "/", "/etc", "/etc/x", "/proc", "/volumes/a", "/a/../b", "/a//b", "/a:rx", "/run/x"] {
+        for bad in
+            ["srv", "/", "/etc", "/etc/x", "/proc", "/volumes/a", "/a/../b", "/a//b", "/a:rx", "/run/x"]
+        {
             assert!(parse_mount("v", bad).is_err(), "{bad}");
         }
         assert!(parse_mount("v", "/etcetera").is_ok());
@@ -512,7 +531,12 @@ mod tests {
         assert!(!p.matches("www.example.org", Some("example.com")));
         assert!(p.matches("www.anything.test", None));
         assert!(!p.matches("wwwx.example.com", None));
-        let apex = Publish { subdomain: Some("@".into()), domain: Some("example.org".into()), host: None, force: false };
+        let apex = Publish {
+            subdomain: Some("@".into()),
+            domain: Some("example.org".into()),
+            host: None,
+            force: false,
+        };
         assert_eq!(apex.resolve(None).as_deref(), Some("example.org"));
     }
 

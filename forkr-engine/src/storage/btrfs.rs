@@ -1,7 +1,9 @@
 //! [`Btrfs`]: the [`Storage`] implementation, one btrfs ioctl per operation.
 //!
-//! Why ioctls and not the `btrfs` command: a snapshot commits one transaction (~8 ms here); forking
-//! and exec'ing `btrfs` roughly doubles that, and box create/fork/checkpoint sit on that path.
+//! Why ioctls and not the `btrfs` command: a snapshot commits one transaction, and forking and
+//! exec'ing `btrfs` on top of that roughly doubles the cost (measured on the loop-mounted image on
+//! this 2-core machine: 1.7 ms median through the ioctl, 3.7 ms through `btrfs subvolume
+//! snapshot`; delete 0.2 ms). Box create, fork and checkpoint all sit on that path.
 //!
 //! Every path is handled as "open the parent directory, name the last component", which is what
 //! the kernel interfaces want and avoids resolving the same prefix twice.
@@ -98,14 +100,22 @@ impl Storage for Btrfs {
         let dir = match File::open(parent) {
             Ok(dir) => dir,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-            Err(e) => return Err(Error::io(format!("deleting subvolume {}: opening its parent", path.display()), e)),
+            Err(e) => {
+                return Err(Error::io(
+                    format!("deleting subvolume {}: opening its parent", path.display()),
+                    e,
+                ));
+            }
         };
         match Btrfs::destroy(&dir, &args, name) {
             Ok(()) => Ok(()),
             Err(Errno::ENOENT) => Ok(()),
             // A box may have created subvolumes inside its root; the kernel refuses to delete a
-            // subvolume that still contains others. Remove those first (deepest first), then retry.
+            // subvolume that still contains others. Remove those first, then retry. Their entries
+            // live in this subvolume, so it must be writable for that (a base saved from such a
+            // root is read-only): it is about to go anyway.
             Err(Errno::ENOTEMPTY) => {
+                self.set_read_only(path, false)?;
                 for nested in nested_subvolumes(path)? {
                     self.delete_subvolume(&nested)?;
                 }
@@ -127,7 +137,10 @@ impl Storage for Btrfs {
         if !self.is_subvolume(path) {
             return Err(Error::bad_request(
                 "not_a_subvolume",
-                format!("cannot change the read-only flag of {}: it is not a btrfs subvolume", path.display()),
+                format!(
+                    "cannot change the read-only flag of {}: it is not a btrfs subvolume",
+                    path.display()
+                ),
             ));
         }
         let flags = sys::subvolume_flags(&dir, path)?;
@@ -166,7 +179,8 @@ impl Storage for Btrfs {
                 Err(e) => return Err(Error::io(format!("{}: reading {}", context(), dir.display()), e)),
             };
             for entry in entries {
-                let entry = entry.map_err(|e| Error::io(format!("{}: reading {}", context(), dir.display()), e))?;
+                let entry =
+                    entry.map_err(|e| Error::io(format!("{}: reading {}", context(), dir.display()), e))?;
                 // `DirEntry::metadata` is an lstat relative to the open directory: no link following.
                 let meta = match entry.metadata() {
                     Ok(meta) => meta,
@@ -212,10 +226,12 @@ fn split(path: &Path) -> Result<(&Path, &[u8])> {
 /// Opens a directory for ioctls, with an error naming what we were about to do.
 fn open_dir(path: &Path, doing: &str) -> Result<File> {
     File::open(path).map_err(|e| match e.kind() {
-        io::ErrorKind::NotFound => {
-            Error::new(crate::ErrorKind::NotFound, "not_found", format!("{doing} {}: no such directory", path.display()))
-                .with_source(e)
-        }
+        io::ErrorKind::NotFound => Error::new(
+            crate::ErrorKind::NotFound,
+            "not_found",
+            format!("{doing} {}: no such directory", path.display()),
+        )
+        .with_source(e),
         _ => Error::io(format!("{doing} {}", path.display()), e),
     })
 }
@@ -224,7 +240,9 @@ fn open_dir(path: &Path, doing: &str) -> Result<File> {
 fn op_error(doing: &str, path: &Path, errno: Errno) -> Error {
     let p = path.display();
     let hint = match errno {
-        Errno::EEXIST => return Error::conflict("already_exists", format!("{doing} {p}: the path already exists")),
+        Errno::EEXIST => {
+            return Error::conflict("already_exists", format!("{doing} {p}: the path already exists"));
+        }
         Errno::EROFS => "the parent is read-only (inside a read-only snapshot?)",
         Errno::ENOTTY | Errno::EOPNOTSUPP => "the path is not on a btrfs filesystem",
         Errno::EXDEV => "source and destination are on different btrfs filesystems",
@@ -241,14 +259,16 @@ fn op_error(doing: &str, path: &Path, errno: Errno) -> Error {
     }
 }
 
-/// The subvolumes nested anywhere below `path`, deepest first, so they can be deleted in order.
+/// The subvolumes nested directly in `path` (deleting each handles its own nested ones in turn).
 /// Walks the tree: only used on the rare path where a delete reported nested subvolumes.
 fn nested_subvolumes(path: &Path) -> Result<Vec<PathBuf>> {
-    let top = std::fs::symlink_metadata(path).map_err(|e| Error::io(format!("scanning {}", path.display()), e))?;
+    let top =
+        std::fs::symlink_metadata(path).map_err(|e| Error::io(format!("scanning {}", path.display()), e))?;
     let mut found = Vec::new();
     let mut stack = vec![(path.to_path_buf(), top.dev())];
     while let Some((dir, dev)) = stack.pop() {
-        let entries = std::fs::read_dir(&dir).map_err(|e| Error::io(format!("scanning {}", dir.display()), e))?;
+        let entries =
+            std::fs::read_dir(&dir).map_err(|e| Error::io(format!("scanning {}", dir.display()), e))?;
         for entry in entries {
             let entry = entry.map_err(|e| Error::io(format!("scanning {}", dir.display()), e))?;
             let Ok(meta) = entry.metadata() else { continue };
@@ -356,6 +376,8 @@ mod tests {
         s.create_subvolume(&outer.join("a/b/inner")).unwrap();
         s.create_subvolume(&outer.join("a/b/inner/innermost")).unwrap();
         s.snapshot(&outer.join("a/b/inner"), &outer.join("ro-inner"), true).unwrap();
+        // Read-only on top of it, as a base saved from such a root would be.
+        s.set_read_only(&outer, true).unwrap();
         s.delete_subvolume(&outer).unwrap();
         assert!(!outer.exists());
         s.delete_subvolume(&outer).unwrap();
@@ -413,7 +435,8 @@ mod tests {
         let empty = s.size(&root).unwrap();
 
         // 1 MiB of incompressible-enough data, a hard link to it, and a sparse file.
-        let data: Vec<u8> = (0..1024 * 1024u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+        let data: Vec<u8> =
+            (0..1024 * 1024u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
         std::fs::create_dir(root.join("d")).unwrap();
         std::fs::write(root.join("d/big"), &data).unwrap();
         std::fs::hard_link(root.join("d/big"), root.join("big-link")).unwrap();

@@ -145,7 +145,11 @@ fn send<T>(
                 _ => "",
             };
             return Err(Error::io(
-                format!("comparing {} against {} with btrfs send{hint}", new_path.display(), old_path.display()),
+                format!(
+                    "comparing {} against {} with btrfs send{hint}",
+                    new_path.display(),
+                    old_path.display()
+                ),
                 errno.into(),
             ));
         }
@@ -257,7 +261,10 @@ fn read_full(reader: &mut dyn Read, buf: &mut [u8]) -> Result<bool> {
 }
 
 /// Parses a whole stream, calling `on_command` for each command until `END` or end of input.
-pub(crate) fn read_stream(reader: &mut dyn Read, mut on_command: impl FnMut(Command) -> Result<()>) -> Result<()> {
+pub(crate) fn read_stream(
+    reader: &mut dyn Read,
+    mut on_command: impl FnMut(Command) -> Result<()>,
+) -> Result<()> {
     let mut header = [0u8; 17];
     if !read_full(reader, &mut header)? || &header[..13] != STREAM_MAGIC {
         return Err(stream_error("missing stream header"));
@@ -370,7 +377,9 @@ impl Model {
     /// The inode at `name` in directory `dir`, materialising it from `old` on first mention.
     fn child(&mut self, dir: usize, name: &[u8]) -> Result<usize> {
         if let Some(entry) = self.nodes[dir].entries.get(name) {
-            return entry.ok_or_else(|| stream_error(format_args!("{:?} used after removal", String::from_utf8_lossy(name))));
+            return entry.ok_or_else(|| {
+                stream_error(format_args!("{:?} used after removal", String::from_utf8_lossy(name)))
+            });
         }
         let origin = match &self.nodes[dir].origin {
             Some(dir_origin) => join(dir_origin, name),
@@ -408,7 +417,7 @@ impl Model {
     fn attach(&mut self, path: &[u8], idx: usize) -> Result<()> {
         let (parent, name) = split_last(path)?;
         let dir = self.resolve(parent)?;
-        if self.nodes[dir].entries.get(name).is_none() && self.nodes[dir].origin.is_some() {
+        if !self.nodes[dir].entries.contains_key(name) && self.nodes[dir].origin.is_some() {
             // Materialise what `old` had here so that it becomes a candidate (it is replaced).
             self.child(dir, name)?;
         }
@@ -418,7 +427,10 @@ impl Model {
 
     fn apply(&mut self, command: Command) -> Result<()> {
         let path = || {
-            command.path.as_deref().ok_or_else(|| stream_error(format_args!("{} without a path", command_name(command.kind))))
+            command
+                .path
+                .as_deref()
+                .ok_or_else(|| stream_error(format_args!("{} without a path", command_name(command.kind))))
         };
         match command.kind {
             cmd::SNAPSHOT => {}
@@ -429,23 +441,35 @@ impl Model {
                 self.attach(path()?, idx)?;
             }
             cmd::RENAME => {
-                let to = command.path_to.as_deref().ok_or_else(|| stream_error("rename without a destination"))?;
+                let to =
+                    command.path_to.as_deref().ok_or_else(|| stream_error("rename without a destination"))?;
                 let idx = self.detach(path()?)?;
                 self.attach(to, idx)?;
             }
             cmd::LINK => {
-                let target = command.path_link.as_deref().ok_or_else(|| stream_error("link without a target"))?;
+                let target =
+                    command.path_link.as_deref().ok_or_else(|| stream_error("link without a target"))?;
                 let idx = self.resolve(target)?;
                 self.attach(path()?, idx)?;
             }
             cmd::UNLINK | cmd::RMDIR => {
                 self.detach(path()?)?;
             }
-            cmd::WRITE | cmd::CLONE | cmd::TRUNCATE | cmd::UPDATE_EXTENT | cmd::FALLOCATE | cmd::ENCODED_WRITE => {
+            cmd::WRITE
+            | cmd::CLONE
+            | cmd::TRUNCATE
+            | cmd::UPDATE_EXTENT
+            | cmd::FALLOCATE
+            | cmd::ENCODED_WRITE => {
                 let idx = self.resolve(path()?)?;
                 self.nodes[idx].content = true;
             }
-            cmd::CHMOD | cmd::CHOWN | cmd::SET_XATTR | cmd::REMOVE_XATTR | cmd::FILEATTR | cmd::ENABLE_VERITY => {
+            cmd::CHMOD
+            | cmd::CHOWN
+            | cmd::SET_XATTR
+            | cmd::REMOVE_XATTR
+            | cmd::FILEATTR
+            | cmd::ENABLE_VERITY => {
                 let idx = self.resolve(path()?)?;
                 self.nodes[idx].meta = true;
             }
@@ -508,28 +532,22 @@ impl Model {
         for (path, idx) in &live {
             let node = &self.nodes[*idx];
             candidates.insert(path.clone());
-            match &node.origin {
-                Some(origin) if origin == path => {
-                    live_at_origin.insert(*idx);
-                }
-                // An inode of `old` moved here: if it is a directory, its whole subtree is new here.
-                Some(_) => {
-                    if new.lstat(path)?.is_some_and(|st| is_dir(&st)) {
-                        new.walk(path, &mut candidates)?;
-                    }
-                }
-                None => {}
+            if node.origin.as_ref() == Some(path) {
+                live_at_origin.insert(*idx);
+            } else if node.origin.is_some() && new.lstat(path)?.is_some_and(|st| is_dir(&st)) {
+                // A directory of `old` moved here: its whole subtree is new at this place.
+                new.walk(path, &mut candidates)?;
             }
             // A changed inode of `old` with several links changed under all its names, most of
             // which the stream never mentions: ask the filesystem for them.
-            if node.origin.is_some() && (node.content || node.meta) {
-                if let Some(st) = new.lstat(path)? {
-                    if !is_dir(&st) {
-                        modified_inodes.insert(st.st_ino);
-                        if st.st_nlink > 1 {
-                            let _ = st.st_ino;
-                        }
-                    }
+            if node.origin.is_some()
+                && (node.content || node.meta)
+                && let Some(st) = new.lstat(path)?
+                && !is_dir(&st)
+            {
+                modified_inodes.insert(st.st_ino);
+                if st.st_nlink > 1 {
+                    candidates.extend(new.inode_paths(st.st_ino)?);
                 }
             }
         }
@@ -543,6 +561,12 @@ impl Model {
         }
 
         let mut changes = Vec::new();
+        // The top directory itself: listed as `/` when its mode or owner changed.
+        if let (Some(before), Some(after)) = (old.lstat(b"")?, new.lstat(b"")?)
+            && self.modified(b"", &before, &after, &modified_inodes)
+        {
+            changes.push(Change { path: "/".to_owned(), kind: ChangeKind::Modified });
+        }
         for path in candidates {
             if path.is_empty() {
                 continue;
@@ -567,7 +591,13 @@ impl Model {
     }
 
     /// Whether a path present in both snapshots counts as modified.
-    fn modified(&self, path: &[u8], before: &FileStat, after: &FileStat, modified_inodes: &HashSet<u64>) -> bool {
+    fn modified(
+        &self,
+        path: &[u8],
+        before: &FileStat,
+        after: &FileStat,
+        modified_inodes: &HashSet<u64>,
+    ) -> bool {
         if file_type(before) != file_type(after) {
             return true;
         }
@@ -580,8 +610,9 @@ impl Model {
             Ident::Missing => (false, false, false),
         };
         if is_dir(after) {
-            let owner_or_mode =
-                before.st_mode != after.st_mode || before.st_uid != after.st_uid || before.st_gid != after.st_gid;
+            let owner_or_mode = before.st_mode != after.st_mode
+                || before.st_uid != after.st_uid
+                || before.st_gid != after.st_gid;
             owner_or_mode || (same_inode && meta)
         } else {
             !same_inode || content || meta || modified_inodes.contains(&after.st_ino)
@@ -607,10 +638,15 @@ struct Snapshot {
 
 impl Snapshot {
     fn open(path: &Path) -> Result<Snapshot> {
-        let dir = File::open(path).map_err(|e| Error::io(format!("opening snapshot {}", path.display()), e))?;
-        let meta = dir.metadata().map_err(|e| Error::io(format!("inspecting snapshot {}", path.display()), e))?;
+        let dir =
+            File::open(path).map_err(|e| Error::io(format!("opening snapshot {}", path.display()), e))?;
+        let meta =
+            dir.metadata().map_err(|e| Error::io(format!("inspecting snapshot {}", path.display()), e))?;
         if !meta.is_dir() || meta.ino() != sys::SUBVOL_TOP_INO {
-            return Err(Error::internal(format!("cannot diff {}: it is not a btrfs subvolume", path.display())));
+            return Err(Error::internal(format!(
+                "cannot diff {}: it is not a btrfs subvolume",
+                path.display()
+            )));
         }
         if sys::subvolume_flags(&dir, path)? & sys::SUBVOL_RDONLY == 0 {
             return Err(Error::internal(format!(
@@ -638,11 +674,16 @@ impl Snapshot {
                     opened.as_fd()
                 }
                 Err(Errno::ENOENT | Errno::ENOTDIR | Errno::ELOOP | Errno::EXDEV) => return Ok(None),
-                Err(e) => return Err(Error::io(format!("looking up {}", String::from_utf8_lossy(rel)), e.into())),
+                Err(e) => {
+                    return Err(Error::io(format!("looking up {}", String::from_utf8_lossy(rel)), e.into()));
+                }
             }
         };
-        match nix::sys::stat::fstatat(dir, Path::new(std::ffi::OsStr::from_bytes(name)), nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW)
-        {
+        match nix::sys::stat::fstatat(
+            dir,
+            Path::new(std::ffi::OsStr::from_bytes(name)),
+            nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+        ) {
             Ok(st) => Ok(Some(st)),
             Err(Errno::ENOENT | Errno::ENOTDIR) => Ok(None),
             Err(e) => Err(Error::io(format!("looking up {}", String::from_utf8_lossy(rel)), e.into())),
@@ -650,9 +691,9 @@ impl Snapshot {
     }
 
     fn open_beneath(&self, rel: &[u8]) -> Result<OwnedFd, Errno> {
-        let how = OpenHow::new()
-            .flags(OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC)
-            .resolve(ResolveFlag::RESOLVE_BENEATH | ResolveFlag::RESOLVE_NO_SYMLINKS | ResolveFlag::RESOLVE_NO_XDEV);
+        let how = OpenHow::new().flags(OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC).resolve(
+            ResolveFlag::RESOLVE_BENEATH | ResolveFlag::RESOLVE_NO_SYMLINKS | ResolveFlag::RESOLVE_NO_XDEV,
+        );
         nix::fcntl::openat2(self.dir.as_fd(), Path::new(std::ffi::OsStr::from_bytes(rel)), how)
     }
 
@@ -671,9 +712,12 @@ impl Snapshot {
             let entries = std::fs::read_dir(&fs_dir)
                 .map_err(|e| Error::io(format!("walking {}", String::from_utf8_lossy(&rel_dir)), e))?;
             for entry in entries {
-                let entry = entry.map_err(|e| Error::io(format!("walking {}", String::from_utf8_lossy(&rel_dir)), e))?;
+                let entry = entry
+                    .map_err(|e| Error::io(format!("walking {}", String::from_utf8_lossy(&rel_dir)), e))?;
                 let child = join(&rel_dir, entry.file_name().as_bytes());
-                let meta = entry.metadata().map_err(|e| Error::io(format!("walking {}", String::from_utf8_lossy(&child)), e))?;
+                let meta = entry
+                    .metadata()
+                    .map_err(|e| Error::io(format!("walking {}", String::from_utf8_lossy(&child)), e))?;
                 if meta.is_dir() && meta.dev() == dev {
                     stack.push((child.clone(), entry.path()));
                 }
@@ -687,7 +731,12 @@ impl Snapshot {
     fn inode_paths(&self, ino: u64) -> Result<Vec<Vec<u8>>> {
         const SIZE: usize = 1 << 16;
         let mut buf = vec![0u64; SIZE / 8];
-        let mut args = sys::InoPathArgs { inum: ino, size: SIZE as u64, reserved: [0; 4], fspath: buf.as_mut_ptr() as u64 };
+        let mut args = sys::InoPathArgs {
+            inum: ino,
+            size: SIZE as u64,
+            reserved: [0; 4],
+            fspath: buf.as_mut_ptr() as u64,
+        };
         // SAFETY: `fspath` points at `SIZE` writable bytes, as `size` says.
         unsafe { sys::btrfs_ino_paths(self.dir.as_raw_fd(), &mut args) }
             .map_err(|e| Error::io(format!("listing the names of inode {ino}"), e.into()))?;
@@ -788,7 +837,17 @@ mod tests {
                     stack.push((entry.path(), path.clone()));
                 }
                 let kind = meta.mode() & SFlag::S_IFMT.bits();
-                out.insert(path, Entry { kind, ino: meta.ino(), mode: meta.mode(), uid: meta.uid(), gid: meta.gid(), body });
+                out.insert(
+                    path,
+                    Entry {
+                        kind,
+                        ino: meta.ino(),
+                        mode: meta.mode(),
+                        uid: meta.uid(),
+                        gid: meta.gid(),
+                        body,
+                    },
+                );
             }
         }
         out
@@ -895,11 +954,12 @@ mod tests {
         let new = s.freeze();
         assert_eq!(listed(&check_against_oracle(&old, &new)), ["+ /a/b/new"]);
 
-        // Mode and owner changes of a directory are listed.
+        // Mode and owner changes of a directory are listed, the top one included.
         std::fs::set_permissions(s.p("a/b"), std::fs::Permissions::from_mode(0o700)).unwrap();
         std::os::unix::fs::lchown(s.p("a"), Some(1000), Some(1000)).unwrap();
+        std::fs::set_permissions(&s.root, std::fs::Permissions::from_mode(0o750)).unwrap();
         let newer = s.freeze();
-        assert_eq!(listed(&check_against_oracle(&new, &newer)), ["~ /a", "~ /a/b"]);
+        assert_eq!(listed(&changes(&new, &newer).unwrap()), ["~ /", "~ /a", "~ /a/b"]);
         assert!(changes(&newer, &newer).unwrap().is_empty());
     }
 
@@ -1022,7 +1082,8 @@ mod tests {
     /// The oracle does not read xattrs: compare everything else, and return the real answer.
     fn check_against_oracle_except(old: &Path, new: &Path, xattr_only: &[&str]) -> Vec<Change> {
         let got = changes(old, new).unwrap();
-        let filtered: Vec<Change> = got.iter().filter(|c| !xattr_only.contains(&c.path.as_str())).cloned().collect();
+        let filtered: Vec<Change> =
+            got.iter().filter(|c| !xattr_only.contains(&c.path.as_str())).cloned().collect();
         assert_eq!(listed(&filtered), listed(&oracle(old, new)));
         got
     }
@@ -1031,7 +1092,8 @@ mod tests {
         let path = std::ffi::CString::new(path.as_os_str().as_bytes()).unwrap();
         let name = std::ffi::CString::new(name).unwrap();
         // SAFETY: valid NUL-terminated strings and a valid buffer.
-        let rc = unsafe { libc::lsetxattr(path.as_ptr(), name.as_ptr(), value.as_ptr().cast(), value.len(), 0) };
+        let rc =
+            unsafe { libc::lsetxattr(path.as_ptr(), name.as_ptr(), value.as_ptr().cast(), value.len(), 0) };
         assert_eq!(rc, 0, "{}", io::Error::last_os_error());
     }
 
@@ -1101,60 +1163,82 @@ mod tests {
         (files, dirs)
     }
 
+    fn count_below(dir: &Path) -> usize {
+        all_entries(dir).0.len() + all_entries(dir).1.len() - 1
+    }
+
     fn random_edit(root: &Path, rng: &mut Rng, n: usize) {
         let (files, dirs) = all_entries(root);
         let subdirs: Vec<PathBuf> = dirs.iter().filter(|d| d.as_path() != root).cloned().collect();
         let dir = rng.pick(&dirs).cloned().unwrap_or_else(|| root.to_path_buf());
         let name = format!("n{n}");
-        match rng.below(11) {
-            0 => write(dir.join(&name), &format!("new {n}")),
-            1 => {
+        // Moves a file or directory into `dir` under a new or its old name (never into itself).
+        let rename = |rng: &mut Rng, src: &Path| {
+            if dir.starts_with(src) {
+                return;
+            }
+            let dst = if rng.below(3) == 0 { dir.join(src.file_name().unwrap()) } else { dir.join(&name) };
+            if !dst.exists() || (dst.is_file() && src.is_file()) {
+                std::fs::rename(src, dst).unwrap();
+            }
+        };
+        match rng.below(14) {
+            0 | 1 => write(dir.join(&name), &format!("new {n}")),
+            2 => {
                 if let Some(f) = rng.pick(&files).filter(|f| f.is_file() && !f.is_symlink()) {
                     let mut file = File::options().append(true).open(f).unwrap();
                     io::Write::write_all(&mut file, format!("+{n}").as_bytes()).unwrap();
                 }
             }
-            2 => {
+            3 => {
                 if let Some(f) = rng.pick(&files) {
                     std::fs::remove_file(f).unwrap();
                 }
             }
-            3 => std::fs::create_dir(dir.join(&name)).unwrap(),
             4 => {
-                if let Some(d) = rng.pick(&subdirs) {
-                    std::fs::remove_dir_all(d).unwrap();
+                // A populated new directory.
+                let new_dir = dir.join(&name);
+                std::fs::create_dir_all(new_dir.join("inner")).unwrap();
+                for i in 0..3 {
+                    write(new_dir.join(format!("c{i}")), &format!("{n}.{i}"));
                 }
+                write(new_dir.join("inner/leaf"), "leaf");
             }
             5 => {
-                // Rename a file or directory somewhere else (not into itself).
-                let from = if rng.below(2) == 0 { &subdirs } else { &files };
-                if let Some(src) = rng.pick(from) {
-                    if !dir.starts_with(src) {
-                        let dst = if rng.below(3) == 0 {
-                            dir.join(src.file_name().unwrap())
-                        } else {
-                            dir.join(&name)
-                        };
-                        if !dst.exists() || (dst.is_file() && src.is_file()) {
-                            std::fs::rename(src, dst).unwrap();
-                        }
+                // Remove small directories; big ones get moved instead (keeps the tree populated).
+                if let Some(d) = rng.pick(&subdirs) {
+                    if count_below(d) <= 6 {
+                        std::fs::remove_dir_all(d).unwrap();
+                    } else {
+                        rename(rng, d);
                     }
                 }
             }
             6 => {
+                if let Some(d) = rng.pick(&subdirs) {
+                    rename(rng, d);
+                }
+            }
+            7 => {
+                if let Some(f) = rng.pick(&files) {
+                    rename(rng, f);
+                }
+            }
+            8 => {
                 if let Some(f) = rng.pick(&files).filter(|f| f.is_file() && !f.is_symlink()) {
                     std::fs::hard_link(f, dir.join(&name)).unwrap();
                 }
             }
-            7 => symlink(format!("../target{n}"), dir.join(&name)).unwrap(),
-            8 => {
-                let all: Vec<PathBuf> = files.iter().chain(subdirs.iter()).filter(|p| !p.is_symlink()).cloned().collect();
+            9 => symlink(format!("../target{n}"), dir.join(&name)).unwrap(),
+            10 => {
+                let all: Vec<PathBuf> =
+                    files.iter().chain(subdirs.iter()).filter(|p| !p.is_symlink()).cloned().collect();
                 if let Some(p) = rng.pick(&all) {
                     let mode = [0o700, 0o644, 0o755, 0o600][rng.below(4)];
                     std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
                 }
             }
-            9 => {
+            11 => {
                 // Replace a file atomically (write elsewhere, rename over it).
                 if let Some(f) = rng.pick(&files) {
                     let tmp = root.join(format!("tmp{n}"));
@@ -1162,9 +1246,21 @@ mod tests {
                     std::fs::rename(tmp, f).unwrap();
                 }
             }
-            _ => {
+            12 => {
                 if let Some(p) = rng.pick(&subdirs) {
                     std::os::unix::fs::lchown(p, Some(rng.below(3) as u32 * 1000), None).unwrap();
+                }
+            }
+            _ => {
+                // Swap two unrelated directories through a temporary name.
+                if let (Some(a), Some(b)) = (rng.pick(&subdirs), rng.pick(&subdirs))
+                    && !a.starts_with(b)
+                    && !b.starts_with(a)
+                {
+                    let tmp = root.join(format!("swap{n}"));
+                    std::fs::rename(a, &tmp).unwrap();
+                    std::fs::rename(b, a).unwrap();
+                    std::fs::rename(&tmp, b).unwrap();
                 }
             }
         }
@@ -1238,7 +1334,13 @@ mod tests {
         let new_dir = File::open(&new).unwrap();
         let parent = sys::subvolume_id(&old_dir, &old).unwrap();
         let mut ours = Vec::new();
-        send(&new_dir, &new, &old, parent, |reader| read_stream(reader, |c| Ok(ours.push(c)))).unwrap();
+        send(&new_dir, &new, &old, parent, |reader| {
+            read_stream(reader, |c| {
+                ours.push(c);
+                Ok(())
+            })
+        })
+        .unwrap();
         let ours: Vec<String> = ours
             .iter()
             .skip(1) // the snapshot header command
@@ -1251,7 +1353,7 @@ mod tests {
             .collect();
 
         // Theirs: the btrfs tools.
-        let send = Process::new("btrfs")
+        let mut send = Process::new("btrfs")
             .args(["send", "--no-data", "-q", "-p"])
             .arg(&old)
             .arg(&new)
@@ -1259,11 +1361,14 @@ mod tests {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        let dump = Process::new("btrfs").args(["receive", "--dump"]).stdin(send.stdout.unwrap()).output().unwrap();
+        let stream = send.stdout.take().unwrap();
+        let dump = Process::new("btrfs").args(["receive", "--dump"]).stdin(stream).output().unwrap();
+        assert!(send.wait().unwrap().success(), "btrfs send failed");
         assert!(dump.status.success(), "{}", String::from_utf8_lossy(&dump.stderr));
         let name = new.file_name().unwrap().to_string_lossy().into_owned();
         let prefix = format!("./{name}/");
-        let strip = |p: &str| p.strip_prefix(prefix.as_str()).map(str::to_owned).unwrap_or_else(|| p.to_owned());
+        let strip =
+            |p: &str| p.strip_prefix(prefix.as_str()).map(str::to_owned).unwrap_or_else(|| p.to_owned());
         let theirs: Vec<String> = String::from_utf8(dump.stdout)
             .unwrap()
             .lines()
@@ -1281,12 +1386,25 @@ mod tests {
             })
             .collect();
         assert_eq!(ours, theirs);
-        assert!(ours.iter().any(|l| l.starts_with("update_extent x/y/file") || l.starts_with("update_extent y2/file")));
+        assert!(
+            ours.iter()
+                .any(|l| l.starts_with("update_extent x/y/file") || l.starts_with("update_extent y2/file"))
+        );
 
         let got = changes(&old, &new).unwrap();
         assert_eq!(
             listed(&got),
-            ["- /gone", "+ /keep-link", "+ /sym", "~ /x/keep", "+ /x/new", "- /x/y", "- /x/y/file", "+ /y2", "+ /y2/file"]
+            [
+                "- /gone",
+                "+ /keep-link",
+                "+ /sym",
+                "~ /x/keep",
+                "+ /x/new",
+                "- /x/y",
+                "- /x/y/file",
+                "+ /y2",
+                "+ /y2/file"
+            ]
         );
     }
 
@@ -1308,6 +1426,31 @@ mod tests {
         let foreign = other.freeze();
         let err = changes(&old, &foreign).unwrap_err();
         assert!(err.message().contains("different btrfs filesystems"), "{}", err.message());
+    }
+
+    /// Send only needs read-only subvolumes of one filesystem; trees without shared history diff
+    /// correctly too (just without the shortcut of skipping shared blocks).
+    #[test]
+    fn unrelated_trees_still_diff_correctly() {
+        let fs = TestFs::new();
+        let (a, b) = (fs.root().join("a"), fs.root().join("b"));
+        for (tree, extra) in [(&a, "only-a"), (&b, "only-b")] {
+            Btrfs.create_subvolume(tree).unwrap();
+            std::fs::create_dir(tree.join("etc")).unwrap();
+            write(tree.join("etc/same"), "same");
+            write(tree.join("etc/differs"), extra);
+            write(tree.join(extra), "x");
+            Btrfs.set_read_only(tree, true).unwrap();
+        }
+        let got = changes(&a, &b).unwrap();
+        let listed_got = listed(&got);
+        assert!(listed_got.contains(&"+ /only-b".to_owned()), "{listed_got:?}");
+        assert!(listed_got.contains(&"- /only-a".to_owned()), "{listed_got:?}");
+        assert!(listed_got.contains(&"~ /etc/differs".to_owned()), "{listed_got:?}");
+        assert!(
+            !listed_got.iter().any(|l| l.ends_with("/etc/same") && !l.starts_with('~')),
+            "{listed_got:?}"
+        );
     }
 
     #[test]
@@ -1340,7 +1483,8 @@ mod tests {
 
         // The replay refuses operations on names it was told were removed.
         let mut model = Model::new();
-        let unlink = |p: &[u8]| Command { kind: cmd::UNLINK, path: Some(p.to_vec()), path_to: None, path_link: None };
+        let unlink =
+            |p: &[u8]| Command { kind: cmd::UNLINK, path: Some(p.to_vec()), path_to: None, path_link: None };
         model.apply(unlink(b"a")).unwrap();
         assert!(model.apply(unlink(b"a")).is_err());
     }
@@ -1368,7 +1512,8 @@ mod tests {
         }
         let new = s.freeze();
         const RUNS: usize = 21;
-        let (mut create, mut create_ro, mut delete, mut cli, mut diff) = (vec![], vec![], vec![], vec![], vec![]);
+        let (mut create, mut create_ro, mut delete, mut cli, mut diff) =
+            (vec![], vec![], vec![], vec![], vec![]);
         for i in 0..RUNS {
             let dst = s.fs.root().join(format!("bench{i}"));
             let t = Instant::now();
@@ -1382,7 +1527,12 @@ mod tests {
             create_ro.push(t.elapsed());
             Btrfs.delete_subvolume(&dst).unwrap();
             let t = Instant::now();
-            let out = Process::new("btrfs").args(["subvolume", "snapshot"]).arg(&s.root).arg(&dst).output().unwrap();
+            let out = Process::new("btrfs")
+                .args(["subvolume", "snapshot"])
+                .arg(&s.root)
+                .arg(&dst)
+                .output()
+                .unwrap();
             cli.push(t.elapsed());
             assert!(out.status.success());
             Btrfs.delete_subvolume(&dst).unwrap();

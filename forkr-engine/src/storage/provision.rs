@@ -147,7 +147,8 @@ pub fn clear_scratch(layout: &Layout) -> Result<()> {
         if storage.is_subvolume(&path) {
             storage.delete_subvolume(&path)?;
         } else if path.is_dir() {
-            std::fs::remove_dir_all(&path).map_err(|e| Error::io(format!("removing {}", path.display()), e))?;
+            std::fs::remove_dir_all(&path)
+                .map_err(|e| Error::io(format!("removing {}", path.display()), e))?;
         } else {
             std::fs::remove_file(&path).map_err(|e| Error::io(format!("removing {}", path.display()), e))?;
         }
@@ -158,7 +159,8 @@ pub fn clear_scratch(layout: &Layout) -> Result<()> {
 /// Takes an exclusive `flock` on the data dir itself (no lock file to leave behind), held until
 /// the guard drops. Serializes provisioning of one data dir across processes.
 fn lock(data: &Path) -> Result<Flock<File>> {
-    let dir = File::open(data).map_err(|e| Error::io(format!("opening the data dir {}", data.display()), e))?;
+    let dir =
+        File::open(data).map_err(|e| Error::io(format!("opening the data dir {}", data.display()), e))?;
     Flock::lock(dir, FlockArg::LockExclusive)
         .map_err(|(_, e)| Error::io(format!("locking the data dir {}", data.display()), e.into()))
 }
@@ -174,13 +176,20 @@ fn mkdir(path: &Path) -> Result<()> {
 /// Whether `path` is the root of a mount (`STATX_ATTR_MOUNT_ROOT`, Linux 5.8+). Unlike comparing
 /// device numbers with the parent, this is right on btrfs, where every subvolume has its own.
 fn is_mount_root(path: &Path) -> Result<bool> {
-    let c_path = CString::new(path.as_os_str().as_bytes())
-        .map_err(|_| Error::bad_request("invalid_path", format!("{}: path contains a NUL byte", path.display())))?;
+    let c_path = CString::new(path.as_os_str().as_bytes()).map_err(|_| {
+        Error::bad_request("invalid_path", format!("{}: path contains a NUL byte", path.display()))
+    })?;
     // SAFETY: all-zero is a valid `struct statx`.
     let mut stx: libc::statx = unsafe { std::mem::zeroed() };
     // SAFETY: `c_path` is NUL-terminated and `stx` is a valid out-buffer.
     let rc = unsafe {
-        libc::statx(libc::AT_FDCWD, c_path.as_ptr(), libc::AT_SYMLINK_NOFOLLOW, libc::STATX_BASIC_STATS, &mut stx)
+        libc::statx(
+            libc::AT_FDCWD,
+            c_path.as_ptr(),
+            libc::AT_SYMLINK_NOFOLLOW,
+            libc::STATX_BASIC_STATS,
+            &mut stx,
+        )
     };
     if rc != 0 {
         let e = io::Error::last_os_error();
@@ -237,7 +246,8 @@ fn create_image(image: &Path, size: u64) -> Result<()> {
         .mode(0o600)
         .open(&tmp)
         .map_err(|e| Error::io(format!("creating the btrfs image {}", tmp.display()), e))?;
-    file.set_len(size).map_err(|e| Error::io(format!("sizing the btrfs image {} to {size} bytes", tmp.display()), e))?;
+    file.set_len(size)
+        .map_err(|e| Error::io(format!("sizing the btrfs image {} to {size} bytes", tmp.display()), e))?;
     drop(file);
 
     let out = Command::new(&mkfs)
@@ -334,7 +344,10 @@ fn attach_loop(backing: &File, image: &Path) -> Result<(File, PathBuf)> {
         }
         std::thread::sleep(Duration::from_millis(2));
     }
-    Err(Error::io(format!("attaching {} to a loop device: every free device was taken", image.display()), last.into()))
+    Err(Error::io(
+        format!("attaching {} to a loop device: every free device was taken", image.display()),
+        last.into(),
+    ))
 }
 
 /// Opens a loop device node, giving devtmpfs a moment to create a node the kernel just added.
@@ -476,8 +489,16 @@ mod tests {
         assert!(std::os::unix::fs::MetadataExt::blocks(&meta) * 512 < 64 << 20);
 
         let storage = Btrfs::new();
-        for top in ["bases", "roots", "checkpoints", "volumes", "volume-checkpoints", "volume-backups", "system/projects", "tmp"]
-        {
+        for top in [
+            "bases",
+            "roots",
+            "checkpoints",
+            "volumes",
+            "volume-checkpoints",
+            "volume-backups",
+            "system/projects",
+            "tmp",
+        ] {
             assert!(layout.fs_root().join(top).is_dir(), "{top} missing");
         }
         assert!(storage.is_subvolume(&layout.box_bin()));
@@ -504,6 +525,63 @@ mod tests {
         drop(guard);
         assert!(loop_devices_for(&image).is_empty(), "loop device left behind");
         assert!(!is_mount_root(&layout.fs_root()).unwrap());
+    }
+
+    /// Parallel servers (and parallel tests) race for free loop devices; none may fail or steal.
+    #[test]
+    fn concurrent_provisioning_of_separate_data_dirs() {
+        require_root();
+        let dirs: Vec<tempfile::TempDir> = (0..6).map(|_| tempfile::tempdir().unwrap()).collect();
+        let layouts: Vec<Layout> = dirs.iter().map(|d| Layout::new(d.path().join("data"))).collect();
+        let _guards: Vec<_> = layouts.iter().map(TestFs::guard).collect();
+        for round in 0..2 {
+            std::thread::scope(|scope| {
+                for layout in &layouts {
+                    scope.spawn(move || {
+                        let provisioned = ensure_btrfs(layout, 1 << 30).unwrap();
+                        assert!(matches!(provisioned.backing, Backing::Image { mounted: true, .. }));
+                        let marker = layout.box_all().join(format!("round{round}"));
+                        std::fs::write(&marker, b"x").unwrap();
+                        assert_eq!(loop_devices_for(&layout.image()).len(), 1);
+                        teardown(layout).unwrap();
+                        assert!(loop_devices_for(&layout.image()).is_empty());
+                    });
+                }
+            });
+        }
+        // Every data dir kept its own files: no image was mounted in another's place.
+        for layout in &layouts {
+            ensure_btrfs(layout, 1 << 30).unwrap();
+            let mut names: Vec<String> = std::fs::read_dir(layout.box_all())
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+            names.sort();
+            assert_eq!(names, ["round0", "round1"]);
+            teardown(layout).unwrap();
+        }
+    }
+
+    /// Two starts on one data dir at once serialize on the data dir lock: one mounts, one reuses.
+    #[test]
+    fn concurrent_provisioning_of_one_data_dir_mounts_once() {
+        require_root();
+        let dir = tempfile::tempdir().unwrap();
+        let layout = Layout::new(dir.path().join("data"));
+        let guard = TestFs::guard(&layout);
+        let results: Vec<Provisioned> = std::thread::scope(|scope| {
+            let handles: Vec<_> =
+                (0..3).map(|_| scope.spawn(|| ensure_btrfs(&layout, 1 << 30).unwrap())).collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        let mounted =
+            results.iter().filter(|p| matches!(p.backing, Backing::Image { mounted: true, .. })).count();
+        let created =
+            results.iter().filter(|p| matches!(p.backing, Backing::Image { created: true, .. })).count();
+        assert_eq!((mounted, created), (1, 1), "{results:?}");
+        assert_eq!(loop_devices_for(&layout.image()).len(), 1);
+        drop(guard);
+        assert!(loop_devices_for(&layout.image()).is_empty());
     }
 
     #[test]

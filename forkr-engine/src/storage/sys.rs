@@ -43,7 +43,8 @@ impl VolArgsV2 {
                 format!("{}: the last path component is not a valid subvolume name", path.display()),
             ));
         }
-        let mut args = Box::new(VolArgsV2 { fd: 0, transid: 0, flags, unused: [0; 4], name: [0; SUBVOL_NAME_MAX + 1] });
+        let mut args =
+            Box::new(VolArgsV2 { fd: 0, transid: 0, flags, unused: [0; 4], name: [0; SUBVOL_NAME_MAX + 1] });
         args.name[..name.len()].copy_from_slice(name);
         Ok(args)
     }

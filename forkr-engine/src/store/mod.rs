@@ -201,7 +201,9 @@ impl Store {
                 ],
             )
             .map_err(|e| {
-                unique_or(e, "conflict", || format!("box {:?} already exists in project {:?}", b.name, b.project))
+                unique_or(e, "conflict", || {
+                    format!("box {:?} already exists in project {:?}", b.name, b.project)
+                })
             })?;
         Ok(())
     }
@@ -262,7 +264,10 @@ impl Store {
 
     /// Deletes a box row and (by cascade) its snapshot rows. Returns whether it existed.
     pub fn delete_box(&self, project: &str, name: &str) -> Result<bool> {
-        Ok(self.conn().execute("DELETE FROM boxes WHERE project = ?1 AND name = ?2", params![project, name])? > 0)
+        Ok(self
+            .conn()
+            .execute("DELETE FROM boxes WHERE project = ?1 AND name = ?2", params![project, name])?
+            > 0)
     }
 
     /// Whether any box's root descends from base `version`.
@@ -287,7 +292,9 @@ impl Store {
                 params![s.project, s.r#box, s.name, s.description, s.size.map(|v| v as i64), s.created_at],
             )
             .map_err(|e| {
-                unique_or(e, "conflict", || format!("snapshot {:?} already exists on box {:?}", s.name, s.r#box))
+                unique_or(e, "conflict", || {
+                    format!("snapshot {:?} already exists on box {:?}", s.name, s.r#box)
+                })
             })?;
         Ok(())
     }
@@ -346,7 +353,9 @@ impl Store {
                     b.created_at
                 ],
             )
-            .map_err(|e| unique_or(e, "conflict", || format!("base version {:?} already exists", b.version)))?;
+            .map_err(|e| {
+                unique_or(e, "conflict", || format!("base version {:?} already exists", b.version))
+            })?;
         Ok(())
     }
 
@@ -374,8 +383,8 @@ impl Store {
     /// All base versions, grouped by alias, oldest first within an alias.
     pub fn list_bases(&self) -> Result<Vec<BaseRow>> {
         let conn = self.conn();
-        let mut stmt =
-            conn.prepare_cached(&format!("SELECT {BASE_COLUMNS} FROM bases ORDER BY alias, created_at, rowid"))?;
+        let mut stmt = conn
+            .prepare_cached(&format!("SELECT {BASE_COLUMNS} FROM bases ORDER BY alias, created_at, rowid"))?;
         let rows = stmt.query_map([], base_from_row)?.collect::<rusqlite::Result<Vec<_>>>()?;
         Ok(rows)
     }
@@ -383,14 +392,16 @@ impl Store {
     /// Base versions whose parent is `version`.
     pub fn base_children(&self, version: &str) -> Result<Vec<BaseRow>> {
         let conn = self.conn();
-        let mut stmt = conn
-            .prepare_cached(&format!("SELECT {BASE_COLUMNS} FROM bases WHERE parent = ?1 ORDER BY version"))?;
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT {BASE_COLUMNS} FROM bases WHERE parent = ?1 ORDER BY version"
+        ))?;
         let rows = stmt.query_map(params![version], base_from_row)?.collect::<rusqlite::Result<Vec<_>>>()?;
         Ok(rows)
     }
 
     pub fn set_base_size(&self, version: &str, size: u64) -> Result<()> {
-        self.conn().execute("UPDATE bases SET size = ?2 WHERE version = ?1", params![version, size as i64])?;
+        self.conn()
+            .execute("UPDATE bases SET size = ?2 WHERE version = ?1", params![version, size as i64])?;
         Ok(())
     }
 

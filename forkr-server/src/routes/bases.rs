@@ -60,7 +60,8 @@ pub async fn import(
 ) -> ApiResult<impl IntoResponse> {
     validate(NameKind::Base, &name)?;
     // Spool the upload to a file beside the data so a multi-GB tarball never sits in memory.
-    let spool = s.engine.layout().data_dir().join(format!("upload-{}-{}.tar.gz", std::process::id(), nanos()));
+    let spool =
+        s.engine.layout().data_dir().join(format!("upload-{}-{}.tar.gz", std::process::id(), nanos()));
     let _cleanup = RemoveOnDrop(spool.clone());
     let mut f = tokio::fs::File::create(&spool).await.map_err(|e| Error::io("spooling upload", e))?;
     let mut stream = body.into_data_stream();
@@ -69,7 +70,12 @@ pub async fn import(
         let chunk = chunk.map_err(|e| Error::bad_request("invalid_body", format!("upload failed: {e}")))?;
         total += chunk.len() as u64;
         if total > TARBALL_LIMIT {
-            return Err(Error::new(ErrorKind::TooLarge, "too_large", format!("tarball is over the limit of {TARBALL_LIMIT} bytes")).into());
+            return Err(Error::new(
+                ErrorKind::TooLarge,
+                "too_large",
+                format!("tarball is over the limit of {TARBALL_LIMIT} bytes"),
+            )
+            .into());
         }
         f.write_all(&chunk).await.map_err(|e| Error::io("spooling upload", e))?;
     }

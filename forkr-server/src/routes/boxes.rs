@@ -23,7 +23,10 @@ fn check(project: &str, name: Option<&str>) -> ApiResult<()> {
 #[utoipa::path(get, path = "/v1/projects/{project}/boxes", tag = "boxes",
     params(("project" = String, Path)),
     responses((status = 200, body = [BoxInfo]), (status = 400, body = forkr_engine::api::ErrorBody)))]
-pub async fn list(State(s): State<Arc<AppState>>, ApiPath(project): ApiPath<String>) -> ApiResult<ApiJson<Vec<BoxInfo>>> {
+pub async fn list(
+    State(s): State<Arc<AppState>>,
+    ApiPath(project): ApiPath<String>,
+) -> ApiResult<ApiJson<Vec<BoxInfo>>> {
     check(&project, None)?;
     Ok(ApiJson(s.engine.list_boxes(&project)?))
 }
@@ -45,7 +48,10 @@ pub async fn create(
 #[utoipa::path(get, path = "/v1/projects/{project}/boxes/{name}", tag = "boxes",
     params(("project" = String, Path), ("name" = String, Path)),
     responses((status = 200, body = BoxInfo), (status = 404, body = forkr_engine::api::ErrorBody)))]
-pub async fn show(State(s): State<Arc<AppState>>, ApiPath((project, name)): ApiPath<(String, String)>) -> ApiResult<ApiJson<BoxInfo>> {
+pub async fn show(
+    State(s): State<Arc<AppState>>,
+    ApiPath((project, name)): ApiPath<(String, String)>,
+) -> ApiResult<ApiJson<BoxInfo>> {
     check(&project, Some(&name))?;
     Ok(ApiJson(s.engine.get_box(&project, &name)?))
 }
@@ -88,7 +94,10 @@ pub async fn delete(
 #[utoipa::path(post, path = "/v1/projects/{project}/boxes/{name}/stop", tag = "boxes",
     params(("project" = String, Path), ("name" = String, Path)),
     responses((status = 200, body = BoxInfo), (status = 404, body = forkr_engine::api::ErrorBody)))]
-pub async fn stop(State(s): State<Arc<AppState>>, ApiPath((project, name)): ApiPath<(String, String)>) -> ApiResult<ApiJson<BoxInfo>> {
+pub async fn stop(
+    State(s): State<Arc<AppState>>,
+    ApiPath((project, name)): ApiPath<(String, String)>,
+) -> ApiResult<ApiJson<BoxInfo>> {
     check(&project, Some(&name))?;
     Ok(ApiJson(s.engine.stop_box(&project, &name).await?))
 }
@@ -96,7 +105,10 @@ pub async fn stop(State(s): State<Arc<AppState>>, ApiPath((project, name)): ApiP
 #[utoipa::path(post, path = "/v1/projects/{project}/boxes/{name}/resume", tag = "boxes",
     params(("project" = String, Path), ("name" = String, Path)),
     responses((status = 200, body = BoxInfo), (status = 404, body = forkr_engine::api::ErrorBody)))]
-pub async fn resume(State(s): State<Arc<AppState>>, ApiPath((project, name)): ApiPath<(String, String)>) -> ApiResult<ApiJson<BoxInfo>> {
+pub async fn resume(
+    State(s): State<Arc<AppState>>,
+    ApiPath((project, name)): ApiPath<(String, String)>,
+) -> ApiResult<ApiJson<BoxInfo>> {
     check(&project, Some(&name))?;
     Ok(ApiJson(s.engine.resume_box(&project, &name).await?))
 }

@@ -42,7 +42,11 @@ pub async fn exec(
 ) -> ApiResult<Response> {
     check(&project, &name)?;
     if req.tty {
-        return Err(ApiError::new(ErrorKind::BadRequest, "invalid_request", "tty needs the WebSocket exec (…/exec/ws)"));
+        return Err(ApiError::new(
+            ErrorKind::BadRequest,
+            "invalid_request",
+            "tty needs the WebSocket exec (…/exec/ws)",
+        ));
     }
     if req.bg {
         let p = s.engine.exec(&project, &name, &req, ExecMode::Background).await?;
@@ -88,7 +92,11 @@ pub async fn logs(
     s.engine.get_box(&project, &name)?;
     let path = s.engine.bg_log_path(&project, &name, q.pid);
     let file = tokio::fs::File::open(&path).await.map_err(|_| {
-        Error::new(ErrorKind::NotFound, "not_found", format!("no background process with pid {} in box {name:?}", q.pid))
+        Error::new(
+            ErrorKind::NotFound,
+            "not_found",
+            format!("no background process with pid {} in box {name:?}", q.pid),
+        )
     })?;
     if !q.follow {
         let mut data = Vec::new();
@@ -126,7 +134,8 @@ pub async fn logs(
             }
         }
     });
-    Ok(([(axum::http::header::CONTENT_TYPE, "application/octet-stream")], Body::from_stream(stream)).into_response())
+    Ok(([(axum::http::header::CONTENT_TYPE, "application/octet-stream")], Body::from_stream(stream))
+        .into_response())
 }
 
 /// `GET …/exec/ws`: the first client message is a text frame with an `ExecRequest`.
@@ -137,7 +146,9 @@ pub async fn exec_ws(
 ) -> ApiResult<Response> {
     check(&project, &name)?;
     s.engine.get_box(&project, &name)?;
-    Ok(upgrade.max_message_size(WS_FRAME_LIMIT).on_upgrade(move |socket| run_ws(s, project, name, socket, None)))
+    Ok(upgrade
+        .max_message_size(WS_FRAME_LIMIT)
+        .on_upgrade(move |socket| run_ws(s, project, name, socket, None)))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -156,11 +167,14 @@ pub async fn console(
     check(&project, &name)?;
     s.engine.get_box(&project, &name)?;
     let req = ExecRequest { tty: true, rows: q.rows, cols: q.cols, ..Default::default() };
-    Ok(upgrade.max_message_size(WS_FRAME_LIMIT).on_upgrade(move |socket| run_ws(s, project, name, socket, Some(req))))
+    Ok(upgrade
+        .max_message_size(WS_FRAME_LIMIT)
+        .on_upgrade(move |socket| run_ws(s, project, name, socket, Some(req))))
 }
 
 fn error_frame(e: &Error) -> Message {
-    let body = ErrorBody { error: ErrorDetail { code: e.code().to_owned(), message: e.message().to_owned() } };
+    let body =
+        ErrorBody { error: ErrorDetail { code: e.code().to_owned(), message: e.message().to_owned() } };
     Message::Text(serde_json::to_string(&body).unwrap_or_default().into())
 }
 
@@ -171,7 +185,13 @@ fn frame(channel: u8, data: &[u8]) -> Message {
     Message::Binary(v.into())
 }
 
-async fn run_ws(s: Arc<AppState>, project: String, name: String, socket: WebSocket, preset: Option<ExecRequest>) {
+async fn run_ws(
+    s: Arc<AppState>,
+    project: String,
+    name: String,
+    socket: WebSocket,
+    preset: Option<ExecRequest>,
+) {
     let (mut tx, mut rx) = socket.split();
     let req = match preset {
         Some(r) => r,
@@ -191,7 +211,11 @@ async fn run_ws(s: Arc<AppState>, project: String, name: String, socket: WebSock
             }
         },
     };
-    let mode = if req.tty { ExecMode::Tty { rows: req.rows.unwrap_or(24), cols: req.cols.unwrap_or(80) } } else { ExecMode::Pipes };
+    let mode = if req.tty {
+        ExecMode::Tty { rows: req.rows.unwrap_or(24), cols: req.cols.unwrap_or(80) }
+    } else {
+        ExecMode::Pipes
+    };
     let mut p = match s.engine.exec(&project, &name, &req, mode).await {
         Ok(p) => p,
         Err(e) => {
@@ -240,7 +264,8 @@ async fn run_ws(s: Arc<AppState>, project: String, name: String, socket: WebSock
                         }
                     }
                     ws::RESIZE => {
-                        if let (Some(pty), Ok(r)) = (pty.as_ref(), serde_json::from_slice::<Resize>(&b[1..])) {
+                        if let (Some(pty), Ok(r)) = (pty.as_ref(), serde_json::from_slice::<Resize>(&b[1..]))
+                        {
                             let _ = pty.resize(r.rows, r.cols);
                         }
                     }

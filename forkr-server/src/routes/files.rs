@@ -28,7 +28,11 @@ fn check(project: &str, name: &str, path: &str) -> ApiResult<()> {
     validate(NameKind::Project, project)?;
     validate(NameKind::Box, name)?;
     if !path.starts_with('/') {
-        return Err(ApiError::new(forkr_engine::ErrorKind::BadRequest, "invalid_path", format!("path {path:?} must be absolute")));
+        return Err(ApiError::new(
+            forkr_engine::ErrorKind::BadRequest,
+            "invalid_path",
+            format!("path {path:?} must be absolute"),
+        ));
     }
     Ok(())
 }
@@ -71,7 +75,13 @@ pub async fn put(
         Some(m) => u32::from_str_radix(m.trim_start_matches("0o"), 8)
             .ok()
             .filter(|m| *m <= 0o7777)
-            .ok_or_else(|| ApiError::new(forkr_engine::ErrorKind::BadRequest, "invalid_mode", format!("invalid mode {m:?}: give octal permission bits such as 0644")))?,
+            .ok_or_else(|| {
+                ApiError::new(
+                    forkr_engine::ErrorKind::BadRequest,
+                    "invalid_mode",
+                    format!("invalid mode {m:?}: give octal permission bits such as 0644"),
+                )
+            })?,
     };
     let size = body.len() as u64;
     s.engine.write_box_file(&project, &name, &q.path, body.to_vec(), mode).await?;

@@ -21,7 +21,10 @@ fn check(project: &str, name: &str) -> ApiResult<()> {
 #[utoipa::path(get, path = "/v1/projects/{project}/boxes/{name}/snapshots", tag = "snapshots",
     params(("project" = String, Path), ("name" = String, Path)),
     responses((status = 200, body = [SnapshotInfo]), (status = 404, body = ErrorBody)))]
-pub async fn list(State(s): State<Arc<AppState>>, ApiPath((project, name)): ApiPath<(String, String)>) -> ApiResult<ApiJson<Vec<SnapshotInfo>>> {
+pub async fn list(
+    State(s): State<Arc<AppState>>,
+    ApiPath((project, name)): ApiPath<(String, String)>,
+) -> ApiResult<ApiJson<Vec<SnapshotInfo>>> {
     check(&project, &name)?;
     Ok(ApiJson(s.engine.list_snapshots(&project, &name)?))
 }

@@ -31,24 +31,36 @@ const MANAGED_V1: &[&str] = &["memory", "cpu", "cpuacct", "pids", "devices"];
 
 /// Every v1 controller name the kernel knows, to tell controllers from mount options.
 const KNOWN_V1: &[&str] = &[
-    "cpuset", "cpu", "cpuacct", "blkio", "memory", "devices", "freezer", "net_cls", "perf_event", "net_prio",
-    "hugetlb", "pids", "rdma", "misc",
+    "cpuset",
+    "cpu",
+    "cpuacct",
+    "blkio",
+    "memory",
+    "devices",
+    "freezer",
+    "net_cls",
+    "perf_event",
+    "net_prio",
+    "hugetlb",
+    "pids",
+    "rdma",
+    "misc",
 ];
 
 /// Device rules of a box (v1 `devices` controller): deny everything, then allow creating
 /// character devices (mknod, not use) and using the nodes of the box's minimal `/dev`. No block
 /// device is usable, so a box cannot open the host's disks even if it creates a node for them.
 const DEVICE_RULES: &[&str] = &[
-    "c *:* m",     // mknod of character devices
-    "c 1:3 rwm",   // null
-    "c 1:5 rwm",   // zero
-    "c 1:7 rwm",   // full
-    "c 1:8 rwm",   // random
-    "c 1:9 rwm",   // urandom
-    "c 5:0 rwm",   // tty
-    "c 5:1 rwm",   // console
-    "c 5:2 rwm",   // ptmx
-    "c 136:* rwm", // pts/*
+    "c *:* m",      // mknod of character devices
+    "c 1:3 rwm",    // null
+    "c 1:5 rwm",    // zero
+    "c 1:7 rwm",    // full
+    "c 1:8 rwm",    // random
+    "c 1:9 rwm",    // urandom
+    "c 5:0 rwm",    // tty
+    "c 5:1 rwm",    // console
+    "c 5:2 rwm",    // ptmx
+    "c 136:* rwm",  // pts/*
     "c 10:200 rwm", // net/tun
 ];
 
@@ -193,7 +205,10 @@ impl V1 {
     }
 
     fn dir_of(&self, controller: &str, rel: &Path) -> Option<PathBuf> {
-        self.hierarchies.iter().find(|h| h.controllers.iter().any(|c| c == controller)).map(|h| h.mount.join(rel))
+        self.hierarchies
+            .iter()
+            .find(|h| h.controllers.iter().any(|c| c == controller))
+            .map(|h| h.mount.join(rel))
     }
 }
 
@@ -230,7 +245,9 @@ impl CgroupDriver for V1 {
             write_file(&dir.join("cpu.shares"), &cpu_shares(r.cpus).to_string())?;
         }
         match self.dir_of("pids", rel) {
-            Some(dir) => write_file(&dir.join("pids.max"), &r.pids_max.unwrap_or(DEFAULT_PIDS_MAX).to_string())?,
+            Some(dir) => {
+                write_file(&dir.join("pids.max"), &r.pids_max.unwrap_or(DEFAULT_PIDS_MAX).to_string())?
+            }
             None if r.pids_max.is_some() => return Err(no_controller("pids")),
             None => {}
         }
@@ -243,7 +260,10 @@ impl CgroupDriver for V1 {
                 .hierarchies
                 .iter()
                 .filter_map(|h| {
-                    Some(V1Mount { dir: h.mount.file_name()?.to_str()?.to_string(), options: h.controllers.join(",") })
+                    Some(V1Mount {
+                        dir: h.mount.file_name()?.to_str()?.to_string(),
+                        options: h.controllers.join(","),
+                    })
                 })
                 .collect(),
         }
@@ -338,10 +358,10 @@ impl CgroupDriver for V2 {
         for comp in rel.components() {
             let available = std::fs::read_to_string(dir.join("cgroup.controllers")).unwrap_or_default();
             for ctrl in ["memory", "cpu", "pids"] {
-                if available.split_whitespace().any(|c| c == ctrl) {
-                    if let Err(e) = write_file(&dir.join("cgroup.subtree_control"), &format!("+{ctrl}")) {
-                        tracing::warn!("cannot enable the cgroup {ctrl} controller in {}: {e}", dir.display());
-                    }
+                if available.split_whitespace().any(|c| c == ctrl)
+                    && let Err(e) = write_file(&dir.join("cgroup.subtree_control"), &format!("+{ctrl}"))
+                {
+                    tracing::warn!("cannot enable the cgroup {ctrl} controller in {}: {e}", dir.display());
                 }
             }
             dir.push(comp);
@@ -394,7 +414,8 @@ pub(crate) fn write_file(path: &Path, value: &str) -> Result<()> {
         .write(true)
         .open(path)
         .map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
-    f.write_all(value.as_bytes()).map_err(|e| Error::io(format!("writing {value:?} to {}", path.display()), e))
+    f.write_all(value.as_bytes())
+        .map_err(|e| Error::io(format!("writing {value:?} to {}", path.display()), e))
 }
 
 /// Every process in the cgroups `dirs` and their descendants (host PIDs, deduplicated).
@@ -427,10 +448,10 @@ pub(crate) fn kill_round(driver: &dyn CgroupDriver, rel: &Path) -> Vec<i32> {
     if pids.is_empty() {
         return pids;
     }
-    if let Some(kill) = driver.kill_file(rel) {
-        if write_file(&kill, "1").is_ok() {
-            return pids;
-        }
+    if let Some(kill) = driver.kill_file(rel)
+        && write_file(&kill, "1").is_ok()
+    {
+        return pids;
     }
     for pid in &pids {
         // SAFETY: kill with a positive PID and SIGKILL has no memory effects. The PID comes from
@@ -571,7 +592,10 @@ mod tests {
         let text = "30 23 0:26 / /sys/fs/cgroup rw,nosuid - cgroup2 cgroup2 rw,nsdelegate\n";
         let driver = detect_from(&parse_mountinfo(text)).unwrap();
         assert_eq!(driver.version(), "v2");
-        assert_eq!(driver.procs_files(Path::new("a/b")), vec![PathBuf::from("/sys/fs/cgroup/a/b/cgroup.procs")]);
+        assert_eq!(
+            driver.procs_files(Path::new("a/b")),
+            vec![PathBuf::from("/sys/fs/cgroup/a/b/cgroup.procs")]
+        );
         assert_eq!(driver.view(), CgroupView::V2);
     }
 
@@ -704,7 +728,8 @@ mod tests {
         // On hybrid machines the cgroup2 mount has no controllers but processes, cgroup.kill and
         // removal work: exercise the v2 driver there.
         let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
-        let Some(m) = parse_mountinfo(&text).into_iter().find(|m| m.fstype == "cgroup2" && m.root == "/") else {
+        let Some(m) = parse_mountinfo(&text).into_iter().find(|m| m.fstype == "cgroup2" && m.root == "/")
+        else {
             eprintln!("skipped: no cgroup2 mount");
             return;
         };
@@ -712,7 +737,11 @@ mod tests {
         let has_memory = std::fs::read_to_string(driver.dirs(Path::new(""))[0].join("cgroup.controllers"))
             .unwrap_or_default()
             .contains("memory");
-        let r = if has_memory { Resources { memory_bytes: Some(64 << 20), ..Default::default() } } else { Resources::default() };
+        let r = if has_memory {
+            Resources { memory_bytes: Some(64 << 20), ..Default::default() }
+        } else {
+            Resources::default()
+        };
         run_lifecycle(driver.clone(), "v2", r);
         if !has_memory {
             let cg = TestCgroup::new(driver.clone(), "v2-nomem");

@@ -51,7 +51,10 @@ fn step_message(step: u32, errno: i32, spec: &ExecSpec) -> Error {
     match step {
         step::CWD => Error::bad_request(
             "invalid_cwd",
-            format!("cannot change to working directory {:?} in the box: {why}; pass a directory that exists", spec.cwd),
+            format!(
+                "cannot change to working directory {:?} in the box: {why}; pass a directory that exists",
+                spec.cwd
+            ),
         ),
         step::IDS => Error::bad_request(
             "invalid_user",
@@ -181,11 +184,11 @@ impl Plan {
             {
                 return Err(fail(step::IDS));
             }
-            if self.uid == 0 {
-                if let Err(e) = sys::set_process_caps() {
-                    *libc::__errno_location() = e;
-                    return Err(fail(step::CAPS));
-                }
+            if self.uid == 0
+                && let Err(e) = sys::set_process_caps()
+            {
+                *libc::__errno_location() = e;
+                return Err(fail(step::CAPS));
             }
             if libc::setsid() < 0 {
                 return Err(fail(step::SESSION));
@@ -214,7 +217,8 @@ impl Plan {
 }
 
 fn cstring(what: &str, s: &str) -> Result<CString> {
-    CString::new(s).map_err(|_| Error::bad_request("invalid_exec", format!("{what} {s:?} contains a NUL byte")))
+    CString::new(s)
+        .map_err(|_| Error::bad_request("invalid_exec", format!("{what} {s:?} contains a NUL byte")))
 }
 
 fn validate(spec: &ExecSpec) -> Result<()> {
@@ -229,7 +233,10 @@ fn validate(spec: &ExecSpec) -> Result<()> {
     }
     for (k, v) in &spec.env {
         if k.is_empty() || k.contains('=') {
-            return Err(Error::bad_request("invalid_env", format!("invalid environment variable name {k:?}")));
+            return Err(Error::bad_request(
+                "invalid_env",
+                format!("invalid environment variable name {k:?}"),
+            ));
         }
         cstring("environment variable", k)?;
         cstring("environment value", v)?;
@@ -245,8 +252,9 @@ fn validate(spec: &ExecSpec) -> Result<()> {
 
 /// Opens a pidfd for the box's PID 1 and checks it is still the process `run` describes.
 pub(super) fn open_pid1(run: &Running) -> Result<OwnedFd> {
-    let not_running =
-        || Error::conflict("box_not_running", "the box is not running (its PID 1 has exited); start it first");
+    let not_running = || {
+        Error::conflict("box_not_running", "the box is not running (its PID 1 has exited); start it first")
+    };
     let pidfd = sys::pidfd_open(run.pid).map_err(|_| not_running())?;
     // Checked *after* opening: the pidfd now pins the process, so a match proves identity.
     match procfs::stat(run.pid) {
@@ -256,7 +264,12 @@ pub(super) fn open_pid1(run: &Running) -> Result<OwnedFd> {
 }
 
 /// Starts `spec` in the box whose PID 1 is `run`.
-pub(super) async fn exec(cgroups: &dyn CgroupDriver, cgroup: &std::path::Path, run: &Running, spec: ExecSpec) -> Result<Process> {
+pub(super) async fn exec(
+    cgroups: &dyn CgroupDriver,
+    cgroup: &std::path::Path,
+    run: &Running,
+    spec: ExecSpec,
+) -> Result<Process> {
     validate(&spec)?;
     let pidfd = open_pid1(run)?;
     let rootfd = nix::fcntl::open(
@@ -277,8 +290,8 @@ pub(super) async fn exec(cgroups: &dyn CgroupDriver, cgroup: &std::path::Path, r
                 .map_err(|e| Error::io(format!("opening {}", p.display()), e))
         })
         .collect::<Result<Vec<_>>>()?;
-    let (report_r, report_w) =
-        nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| Error::io("creating the exec report pipe", e.into()))?;
+    let (report_r, report_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC)
+        .map_err(|e| Error::io("creating the exec report pipe", e.into()))?;
 
     let mut cmd = tokio::process::Command::new(&spec.argv[0]);
     cmd.args(&spec.argv[1..]).env_clear().envs(spec.env.iter().map(|(k, v)| (k, v))).kill_on_drop(false);
@@ -336,7 +349,9 @@ pub(super) async fn exec(cgroups: &dyn CgroupDriver, cgroup: &std::path::Path, r
     let detached = matches!(spec.io, ExecIo::Detached { .. });
     let box_pid = records.iter().find_map(|r| if let sys::Record::BoxPid(p) = r { Some(*p) } else { None });
     let Some(box_pid) = box_pid else {
-        return Err(Error::internal("the exec'd process did not report its PID; it probably crashed while starting"));
+        return Err(Error::internal(
+            "the exec'd process did not report its PID; it probably crashed while starting",
+        ));
     };
     // The host PID: reported by the intermediate, except for a detached process (forked once
     // more inside the box), which is found among the box cgroup's processes.
@@ -389,7 +404,10 @@ fn spawn_error(spec: &ExecSpec, e: io::Error) -> Error {
     match e.raw_os_error() {
         Some(libc::ENOENT) => Error::bad_request(
             "command_not_found",
-            format!("{:?} was not found in the box (looked in the PATH of the box environment)", spec.argv[0]),
+            format!(
+                "{:?} was not found in the box (looked in the PATH of the box environment)",
+                spec.argv[0]
+            ),
         ),
         Some(libc::EACCES) => Error::bad_request(
             "command_not_executable",
@@ -415,10 +433,14 @@ fn open_box_pty(root: &OwnedFd, rows: u16, cols: u16) -> Result<(OwnedFd, OwnedF
     let how = OpenHow::new().flags(OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC).resolve(
         ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_SYMLINKS | ResolveFlag::RESOLVE_NO_MAGICLINKS,
     );
-    let master = openat2(root, "dev/pts/ptmx", how).map_err(|e| Error::io("opening /dev/pts/ptmx in the box", e.into()))?;
-    let fs = nix::sys::statfs::fstatfs(&master).map_err(|e| Error::io("checking /dev/pts/ptmx in the box", e.into()))?;
+    let master = openat2(root, "dev/pts/ptmx", how)
+        .map_err(|e| Error::io("opening /dev/pts/ptmx in the box", e.into()))?;
+    let fs = nix::sys::statfs::fstatfs(&master)
+        .map_err(|e| Error::io("checking /dev/pts/ptmx in the box", e.into()))?;
     if fs.filesystem_type() != nix::sys::statfs::DEVPTS_SUPER_MAGIC {
-        return Err(Error::internal("/dev/pts/ptmx in the box is not on devpts; restart the box to recreate /dev"));
+        return Err(Error::internal(
+            "/dev/pts/ptmx in the box is not on devpts; restart the box to recreate /dev",
+        ));
     }
     let unlock: libc::c_int = 0;
     let ws = libc::winsize { ws_row: rows, ws_col: cols, ws_xpixel: 0, ws_ypixel: 0 };
@@ -429,7 +451,11 @@ fn open_box_pty(root: &OwnedFd, rows: u16, cols: u16) -> Result<(OwnedFd, OwnedF
         {
             return Err(Error::io("setting up the PTY", io::Error::last_os_error()));
         }
-        let fd = libc::ioctl(master.as_raw_fd(), libc::TIOCGPTPEER, libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC);
+        let fd = libc::ioctl(
+            master.as_raw_fd(),
+            libc::TIOCGPTPEER,
+            libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC,
+        );
         if fd < 0 {
             return Err(Error::io("opening the PTY slave", io::Error::last_os_error()));
         }

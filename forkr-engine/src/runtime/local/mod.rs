@@ -95,7 +95,8 @@ impl Local {
     /// `forkr-shim` next to the running executable (how the server finds its helper).
     pub fn shim_next_to_current_exe() -> Result<PathBuf> {
         let exe = std::env::current_exe().map_err(|e| Error::io("finding the server executable", e))?;
-        let dir = exe.parent().ok_or_else(|| Error::internal("the server executable has no parent directory"))?;
+        let dir =
+            exe.parent().ok_or_else(|| Error::internal("the server executable has no parent directory"))?;
         Ok(dir.join(SHIM_NAME))
     }
 
@@ -120,7 +121,8 @@ impl Local {
     }
 
     async fn spawn_shim(&self, req: &ShimRequest, spec: &StartSpec) -> Result<Running> {
-        let json = serde_json::to_vec(req).map_err(|e| Error::internal(format!("encoding the start request: {e}")))?;
+        let json = serde_json::to_vec(req)
+            .map_err(|e| Error::internal(format!("encoding the start request: {e}")))?;
         let mut cmd = tokio::process::Command::new(&self.shim);
         cmd.arg0(BUILTIN_INIT_NAME)
             .arg("start")
@@ -132,20 +134,26 @@ impl Local {
             .kill_on_drop(true);
         let mut child = cmd.spawn().map_err(|e| Error::io(format!("running {}", self.shim.display()), e))?;
         if let Some(mut stdin) = child.stdin.take() {
-            stdin.write_all(&json).await.map_err(|e| Error::io("sending the start request to the shim", e))?;
+            stdin
+                .write_all(&json)
+                .await
+                .map_err(|e| Error::io("sending the start request to the shim", e))?;
         }
         let out = tokio::time::timeout(START_TIMEOUT, child.wait_with_output())
             .await
-            .map_err(|_| Error::internal(format!("starting PID 1 took longer than {}s", START_TIMEOUT.as_secs())))?
+            .map_err(|_| {
+                Error::internal(format!("starting PID 1 took longer than {}s", START_TIMEOUT.as_secs()))
+            })?
             .map_err(|e| Error::io("waiting for the shim", e))?;
         let stdout = String::from_utf8_lossy(&out.stdout);
-        let report: ShimReport = stdout.lines().last().and_then(|l| serde_json::from_str(l).ok()).ok_or_else(|| {
-            Error::internal(format!(
-                "the box helper failed without a report (status {}): {}",
-                out.status,
-                String::from_utf8_lossy(&out.stderr).trim()
-            ))
-        })?;
+        let report: ShimReport =
+            stdout.lines().last().and_then(|l| serde_json::from_str(l).ok()).ok_or_else(|| {
+                Error::internal(format!(
+                    "the box helper failed without a report (status {}): {}",
+                    out.status,
+                    String::from_utf8_lossy(&out.stderr).trim()
+                ))
+            })?;
         let box_name = format!("box {:?} of project {:?}", spec.key.name, spec.key.project);
         match report {
             ShimReport::Started { pid, init } => {
@@ -191,21 +199,38 @@ fn check_component(what: &str, name: &str) -> Result<()> {
     } else {
         Err(Error::bad_request(
             "invalid_name",
-            format!("invalid {what} name {name:?} for the local runtime: use letters, digits, '-', '_' and '.'"),
+            format!(
+                "invalid {what} name {name:?} for the local runtime: use letters, digits, '-', '_' and '.'"
+            ),
         ))
     }
 }
 
+/// The kernel's limit on a hostname (`HOST_NAME_MAX`).
+const HOST_NAME_MAX: usize = 64;
+
+/// `<box>.<project>` can be up to 127 characters (two DNS labels) but the kernel takes 64: cut it
+/// there (and drop a trailing `.`/`-`), like Kubernetes does for pod hostnames.
+fn kernel_hostname(h: &str) -> &str {
+    if h.len() <= HOST_NAME_MAX {
+        return h;
+    }
+    h[..HOST_NAME_MAX].trim_end_matches(['.', '-'])
+}
+
 fn validate_start(spec: &StartSpec) -> Result<()> {
     let h = &spec.hostname;
-    if h.is_empty() || h.len() > 64 || !h.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.')) {
+    if h.is_empty() || !h.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.')) {
         return Err(Error::bad_request(
             "invalid_hostname",
-            format!("hostname {h:?} is invalid: use 1-64 letters, digits, '-' and '.'"),
+            format!("hostname {h:?} is invalid: use letters, digits, '-' and '.'"),
         ));
     }
     if !spec.root.is_absolute() || !spec.root.is_dir() {
-        return Err(Error::internal(format!("the box root {} is not an existing directory", spec.root.display())));
+        return Err(Error::internal(format!(
+            "the box root {} is not an existing directory",
+            spec.root.display()
+        )));
     }
     for (k, v) in &spec.env {
         if k.is_empty() || k.contains('=') || k.contains('\0') || v.contains('\0') {
@@ -277,7 +302,7 @@ impl Runtime for Local {
         }
         self.cgroups.create(&rel)?;
         let req = ShimRequest {
-            hostname: spec.hostname.clone(),
+            hostname: kernel_hostname(&spec.hostname).to_string(),
             root: spec.root.clone(),
             mounts: spec
                 .mounts
@@ -430,6 +455,16 @@ mod tests {
             resources: Resources::default(),
             log_path: root.join("log"),
         }
+    }
+
+    #[test]
+    fn long_hostnames_are_cut_to_the_kernel_limit() {
+        assert_eq!(kernel_hostname("web-1.default"), "web-1.default");
+        let long = format!("{}.{}", "a".repeat(63), "b".repeat(63));
+        assert_eq!(kernel_hostname(&long), format!("{}", "a".repeat(63)));
+        let long = format!("{}.{}", "a".repeat(40), "b-c".repeat(20));
+        let cut = kernel_hostname(&long);
+        assert!(cut.len() <= 64 && !cut.ends_with('-') && !cut.ends_with('.'), "{cut}");
     }
 
     #[test]

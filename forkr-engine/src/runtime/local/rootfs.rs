@@ -85,7 +85,8 @@ pub(crate) fn open_in_root(root: &OwnedFd, target: &str, kind: Kind, follow: boo
         match walk(root, &path, kind, follow)? {
             Walk::Done(fd) => return Ok(fd),
             Walk::DanglingLink { parent, index, link } => {
-                let mut next = if link.starts_with('/') { Vec::new() } else { in_root_components(root, &parent)? };
+                let mut next =
+                    if link.starts_with('/') { Vec::new() } else { in_root_components(root, &parent)? };
                 for c in link.split('/').chain(path[index + 1..].iter().map(String::as_str)) {
                     match c {
                         "" | "." => {}
@@ -105,7 +106,11 @@ pub(crate) fn open_in_root(root: &OwnedFd, target: &str, kind: Kind, follow: boo
 enum Walk {
     Done(OwnedFd),
     /// `path[index]`, in directory `parent`, is a symlink whose target does not exist (yet).
-    DanglingLink { parent: OwnedFd, index: usize, link: String },
+    DanglingLink {
+        parent: OwnedFd,
+        index: usize,
+        link: String,
+    },
 }
 
 fn walk(root: &OwnedFd, path: &[String], kind: Kind, follow: bool) -> R<Walk> {
@@ -131,7 +136,9 @@ fn walk(root: &OwnedFd, path: &[String], kind: Kind, follow: bool) -> R<Walk> {
                 if follow && st.is_ok_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFLNK) {
                     let link = nix::fcntl::readlinkat(&parent, name)
                         .map_err(|e| format!("reading the link {shown} in the box: {}", what(e)))?;
-                    let link = link.into_string().map_err(|_| format!("the link {shown} in the box is not UTF-8"))?;
+                    let link = link
+                        .into_string()
+                        .map_err(|_| format!("the link {shown} in the box is not UTF-8"))?;
                     return Ok(Walk::DanglingLink { parent, index: i, link });
                 }
                 create(&parent, name, want_dir, &shown)?;
@@ -159,13 +166,16 @@ fn walk(root: &OwnedFd, path: &[String], kind: Kind, follow: bool) -> R<Walk> {
 /// fds: physical, with every symlink already resolved.
 fn in_root_components(root: &OwnedFd, dir: &OwnedFd) -> R<Vec<String>> {
     let path_of = |fd: &OwnedFd| {
-        std::fs::read_link(sys::fd_path(fd.as_fd())).map_err(|e| format!("finding the path of a directory: {e}"))
+        std::fs::read_link(sys::fd_path(fd.as_fd()))
+            .map_err(|e| format!("finding the path of a directory: {e}"))
     };
     let (root_path, dir_path) = (path_of(root)?, path_of(dir)?);
     let rel = dir_path
         .strip_prefix(&root_path)
         .map_err(|_| format!("{} is not inside the box root {}", dir_path.display(), root_path.display()))?;
-    rel.iter().map(|c| c.to_str().map(str::to_string).ok_or_else(|| "a path in the box is not UTF-8".into())).collect()
+    rel.iter()
+        .map(|c| c.to_str().map(str::to_string).ok_or_else(|| "a path in the box is not UTF-8".into()))
+        .collect()
 }
 
 fn create(parent: &OwnedFd, name: &str, dir: bool, shown: &str) -> R<()> {
@@ -219,8 +229,7 @@ fn open_existing(root: &OwnedFd, path: &str) -> R<Option<OwnedFd>> {
     }
 }
 
-const NOSUID_NODEV_NOEXEC: MsFlags =
-    MsFlags::MS_NOSUID.union(MsFlags::MS_NODEV).union(MsFlags::MS_NOEXEC);
+const NOSUID_NODEV_NOEXEC: MsFlags = MsFlags::MS_NOSUID.union(MsFlags::MS_NODEV).union(MsFlags::MS_NOEXEC);
 
 /// Sets up every mount of the box below `req.root` and pivots into it. On return the process's
 /// `/` is the box root and the host filesystem is gone from its mount namespace.
@@ -229,8 +238,9 @@ pub(crate) fn prepare(req: &ShimRequest) -> R<()> {
     // A bind mount of the root onto itself: pivot_root needs the new root to be a mount point.
     mount(Some(root_path), root_path, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)
         .map_err(|e| format!("bind-mounting the box root {}: {}", root_path.display(), what(e)))?;
-    let root = nix::fcntl::open(root_path, OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
-        .map_err(|e| format!("opening the box root {}: {}", root_path.display(), what(e)))?;
+    let root =
+        nix::fcntl::open(root_path, OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
+            .map_err(|e| format!("opening the box root {}: {}", root_path.display(), what(e)))?;
 
     let proc_ = open_in_root(&root, "proc", Kind::Dir, false)?;
     mount_fs("proc", &proc_, NOSUID_NODEV_NOEXEC, None, "/proc")?;
@@ -247,8 +257,9 @@ pub(crate) fn prepare(req: &ShimRequest) -> R<()> {
     for m in &req.mounts {
         let src = CString::new(m.source.as_os_str().as_encoded_bytes())
             .map_err(|_| format!("mount source {} contains a NUL byte", m.source.display()))?;
-        let tree = sys::open_tree_clone(&src)
-            .map_err(|e| format!("opening {} to mount it at {} in the box: {e}", m.source.display(), m.target))?;
+        let tree = sys::open_tree_clone(&src).map_err(|e| {
+            format!("opening {} to mount it at {} in the box: {e}", m.source.display(), m.target)
+        })?;
         let st = fstat(&tree).map_err(|e| format!("inspecting {}: {}", m.source.display(), what(e)))?;
         let is_dir = st.st_mode & libc::S_IFMT == libc::S_IFDIR;
         if is_dir == m.file {
@@ -282,7 +293,13 @@ pub(crate) fn prepare(req: &ShimRequest) -> R<()> {
 /// terminals, `/dev/shm`, and the `fd`/`stdin`/`stdout`/`stderr` links.
 fn setup_dev(root: &OwnedFd) -> R<()> {
     let dev = open_in_root(root, "dev", Kind::Dir, false)?;
-    mount_fs("tmpfs", &dev, MsFlags::MS_NOSUID | MsFlags::MS_STRICTATIME, Some("mode=755,size=65536k"), "/dev")?;
+    mount_fs(
+        "tmpfs",
+        &dev,
+        MsFlags::MS_NOSUID | MsFlags::MS_STRICTATIME,
+        Some("mode=755,size=65536k"),
+        "/dev",
+    )?;
     // Re-open: the fd above refers to the directory *under* the new tmpfs. Nothing of the box runs
     // yet and no shared volume is mounted yet, so this second resolution cannot be raced.
     let dev = open_in_root(root, "dev", Kind::Dir, false)?;
@@ -305,8 +322,13 @@ fn setup_dev(root: &OwnedFd) -> R<()> {
             .map_err(|e| format!("creating /dev/{name} in the box: {}", what(e)))?;
     }
     let open_sub = |name: &str| {
-        openat(&dev, name, OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC, Mode::empty())
-            .map_err(|e| format!("opening /dev/{name} in the box: {}", what(e)))
+        openat(
+            &dev,
+            name,
+            OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| format!("opening /dev/{name} in the box: {}", what(e)))
     };
     let pts = open_sub("pts")?;
     mount_fs(
@@ -345,8 +367,16 @@ fn mount_cgroups(root: &OwnedFd, view: &CgroupView) -> R<()> {
                     Mode::empty(),
                 )
                 .map_err(|e| format!("opening {shown} in the box: {}", what(e)))?;
-                mount(Some("cgroup"), sys::fd_path(dir.as_fd()).as_str(), Some("cgroup"), ro, Some(h.options.as_str()))
-                    .map_err(|e| format!("mounting the cgroup {} hierarchy at {shown}: {}", h.options, what(e)))?;
+                mount(
+                    Some("cgroup"),
+                    sys::fd_path(dir.as_fd()).as_str(),
+                    Some("cgroup"),
+                    ro,
+                    Some(h.options.as_str()),
+                )
+                .map_err(|e| {
+                    format!("mounting the cgroup {} hierarchy at {shown}: {}", h.options, what(e))
+                })?;
                 // `cpu` and `cpuacct` links to a co-mounted `cpu,cpuacct`, as on the host.
                 for ctrl in h.options.split(',').filter(|c| *c != h.dir) {
                     if h.dir.contains(',') {
@@ -371,11 +401,14 @@ fn mount_cgroups(root: &OwnedFd, view: &CgroupView) -> R<()> {
 fn mask_kernel_files(root: &OwnedFd) -> R<()> {
     for path in READ_ONLY_PATHS {
         let Some(fd) = open_existing(root, path)? else { continue };
-        let tree = sys::open_tree_clone_fd(fd.as_fd()).map_err(|e| format!("binding /{path} in the box: {e}"))?;
-        sys::mount_set_read_only(tree.as_fd()).map_err(|e| format!("making /{path} read-only in the box: {e}"))?;
+        let tree =
+            sys::open_tree_clone_fd(fd.as_fd()).map_err(|e| format!("binding /{path} in the box: {e}"))?;
+        sys::mount_set_read_only(tree.as_fd())
+            .map_err(|e| format!("making /{path} read-only in the box: {e}"))?;
         sys::move_mount_to(tree.as_fd(), fd.as_fd()).map_err(|e| format!("making /{path} read-only: {e}"))?;
     }
-    let null = sys::open_tree_clone(c"/dev/null").map_err(|e| format!("opening the host's /dev/null: {e}"))?;
+    let null =
+        sys::open_tree_clone(c"/dev/null").map_err(|e| format!("opening the host's /dev/null: {e}"))?;
     for path in MASKED_PATHS {
         let Some(fd) = open_existing(root, path)? else { continue };
         let st = fstat(&fd).map_err(|e| format!("inspecting /{path} in the box: {}", what(e)))?;
@@ -383,8 +416,10 @@ fn mask_kernel_files(root: &OwnedFd) -> R<()> {
             mount_fs("tmpfs", &fd, NOSUID_NODEV_NOEXEC | MsFlags::MS_RDONLY, Some("size=0,mode=555"), path)?;
         } else {
             // Each attachment needs its own clone of the /dev/null tree.
-            let tree = sys::open_tree_clone_fd(null.as_fd()).map_err(|e| format!("cloning /dev/null: {e}"))?;
-            sys::move_mount_to(tree.as_fd(), fd.as_fd()).map_err(|e| format!("masking /{path} in the box: {e}"))?;
+            let tree =
+                sys::open_tree_clone_fd(null.as_fd()).map_err(|e| format!("cloning /dev/null: {e}"))?;
+            sys::move_mount_to(tree.as_fd(), fd.as_fd())
+                .map_err(|e| format!("masking /{path} in the box: {e}"))?;
         }
     }
     Ok(())
@@ -433,7 +468,11 @@ mod tests {
         let fd = root_fd(&root);
         open_in_root(&fd, "/abs/made", Kind::Dir, true).unwrap();
         open_in_root(&fd, "/rel/file", Kind::File, true).unwrap();
-        assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 0, "nothing may be created outside the root");
+        assert_eq!(
+            std::fs::read_dir(&outside).unwrap().count(),
+            0,
+            "nothing may be created outside the root"
+        );
         // The absolute link resolved as <root><outside>/made, the relative one as <root>/outside/file.
         assert!(root.join(outside.strip_prefix("/").unwrap()).join("made").is_dir());
         assert!(root.join("outside/file").is_file());

@@ -144,8 +144,8 @@ fn start() -> Result<(u32, InitKind), String> {
     )
     .map_err(|e| format!("making the box's mounts private: {}", std::io::Error::from(e)))?;
 
-    let (sync_r, sync_w) =
-        pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| format!("creating a pipe: {}", std::io::Error::from(e)))?;
+    let (sync_r, sync_w) = pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+        .map_err(|e| format!("creating a pipe: {}", std::io::Error::from(e)))?;
     // SAFETY: the shim is single-threaded, so the child may do anything the parent could.
     match unsafe { fork() } {
         Ok(ForkResult::Child) => {
@@ -173,7 +173,9 @@ fn start() -> Result<(u32, InitKind), String> {
                     Ok(status) => Err(format!("PID 1 (tini) exited right after it started: {status:?}")),
                     Err(e) => Err(format!("checking PID 1: {}", std::io::Error::from(e))),
                 },
-                [b'T', b'E', rest @ ..] | [b'E', rest @ ..] => fail(String::from_utf8_lossy(rest).into_owned()),
+                [b'T', b'E', rest @ ..] | [b'E', rest @ ..] => {
+                    fail(String::from_utf8_lossy(rest).into_owned())
+                }
                 _ => fail(match waitpid(child, Some(WaitPidFlag::WNOHANG)) {
                     Ok(WaitStatus::Signaled(_, sig, _)) => {
                         format!("PID 1 was killed by {sig} while setting up the box (out of memory?)")
@@ -338,7 +340,9 @@ fn shutdown(set: &SigSet) -> ! {
 /// Whether any process other than PID 1 exists in the box (its `/proc` shows only the box).
 fn others_alive() -> bool {
     std::fs::read_dir("/proc").is_ok_and(|entries| {
-        entries.flatten().any(|e| e.file_name().to_str().is_some_and(|n| n != "1" && n.bytes().all(|b| b.is_ascii_digit())))
+        entries.flatten().any(|e| {
+            e.file_name().to_str().is_some_and(|n| n != "1" && n.bytes().all(|b| b.is_ascii_digit()))
+        })
     })
 }
 

@@ -81,7 +81,9 @@ pub(crate) fn drop_bounding_caps() -> Result<(), i32> {
         }
     }
     // SAFETY: plain prctl with integer arguments. EINVAL means no ambient support: nothing to clear.
-    let rc = unsafe { libc::prctl(libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_CLEAR_ALL as libc::c_ulong, 0, 0, 0) };
+    let rc = unsafe {
+        libc::prctl(libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_CLEAR_ALL as libc::c_ulong, 0, 0, 0)
+    };
     if rc != 0 && errno() != libc::EINVAL {
         return Err(errno());
     }
@@ -305,7 +307,8 @@ mod tests {
 
     #[test]
     fn records_round_trip() {
-        let recs = [Record::HostPid(4242), Record::BoxPid(7), Record::Failed { step: 3, errno: libc::ENOENT }];
+        let recs =
+            [Record::HostPid(4242), Record::BoxPid(7), Record::Failed { step: 3, errno: libc::ENOENT }];
         let mut bytes = Vec::new();
         for r in recs {
             bytes.extend_from_slice(&r.encode());

@@ -72,7 +72,10 @@ fn files_are_merged_and_values_resolved() {
     assert_eq!(web.port, Some(3000));
     assert_eq!(web.termination_grace_seconds, Some(5));
     assert_eq!(web.tags, Some(vec!["a".into(), "z".into()]));
-    assert_eq!(web.data, vec![DataMount { name: "app-data".into(), path: "/srv/data".into(), read_only: true }]);
+    assert_eq!(
+        web.data,
+        vec![DataMount { name: "app-data".into(), path: "/srv/data".into(), read_only: true }]
+    );
     assert_eq!(
         web.publish[1],
         Publish { subdomain: None, domain: None, host: Some("app.example.com".into()), force: true }
@@ -83,7 +86,10 @@ fn files_are_merged_and_values_resolved() {
     assert_eq!(ws.boxes["worker"].tags, None);
     assert_eq!(ws.volumes["app-data"].size_mib, Some(2048));
     let base = &ws.bases["app-base"];
-    assert_eq!(base.build, BaseBuild::Script { content: "echo setup\n".into(), file: Some("scripts/setup.sh".into()) });
+    assert_eq!(
+        base.build,
+        BaseBuild::Script { content: "echo setup\n".into(), file: Some("scripts/setup.sh".into()) }
+    );
     assert_eq!(base.tag, crate::spec::model::sha256_hex(b"echo setup\n"));
 }
 
@@ -95,7 +101,12 @@ fn defaults_project_and_base_and_id_override() {
         workspace_id: Some(WorkspaceId("fixed.00000000".into())),
         ..LoadOptions::default()
     };
-    let ws = load_sources(root.path(), &[("a.yaml", "boxes:\n  hello: {}\n"), ("empty.yaml", "# nothing yet\n")], &opts).unwrap();
+    let ws = load_sources(
+        root.path(),
+        &[("a.yaml", "boxes:\n  hello: {}\n"), ("empty.yaml", "# nothing yet\n")],
+        &opts,
+    )
+    .unwrap();
     assert_eq!(ws.project, "fallback");
     assert_eq!(ws.id.as_str(), "fixed.00000000");
     assert_eq!(ws.boxes["hello"].source, BoxSource::Base("box-base".into()));
@@ -141,17 +152,38 @@ fn problems_in_many_files_are_all_reported_with_positions() {
 #[test]
 fn a_broken_box_does_not_hide_the_next_one() {
     let root = Root::new();
-    let e = err(root.load(&[("a.yaml", "boxes:\n  one:\n    port: x\n    cpu: 0\n  two:\n    env: { BOX_NAME: a }\n    memory: lots\n")]));
+    let e = err(root.load(&[(
+        "a.yaml",
+        "boxes:\n  one:\n    port: x\n    cpu: 0\n  two:\n    env: { BOX_NAME: a }\n    memory: lots\n",
+    )]));
     let codes: Vec<&str> = e.problems().iter().map(|p| p.code()).collect();
-    // `one` has a type error (so its semantic checks are skipped); `two` has two semantic ones.
-    assert_eq!(codes, vec!["wrong_type", "reserved_env", "invalid_value"]);
+    // `one`'s type error does not hide its invalid cpu; `two` has two problems of its own.
+    assert_eq!(codes, vec!["wrong_type", "invalid_value", "reserved_env", "invalid_value"]);
+    // A broken list item drops the list, not the box: the port is still checked.
+    let e = err(root.load(&[(
+        "a.yaml",
+        "boxes:
+  one:
+    sync: [{ from: src }]
+    env: { TERM: x }
+",
+    )]));
+    let codes: Vec<&str> = e.problems().iter().map(|p| p.code()).collect();
+    assert_eq!(codes, vec!["missing_key", "reserved_env"]);
 }
 
 #[test]
 fn duplicate_names_across_files_point_at_both() {
     let root = Root::new();
-    let e = err(root.load(&[("a.yaml", "boxes:\n  web: {}\n"), ("b.yaml", "\nboxes:\n  web: {}\nvolumes:\n  v: {}\n"), ("c.yaml", "volumes:\n  v: {}\n")]));
-    assert_eq!(places(&e), vec![("b.yaml:3:3".into(), "duplicate_name"), ("c.yaml:2:3".into(), "duplicate_name")]);
+    let e = err(root.load(&[
+        ("a.yaml", "boxes:\n  web: {}\n"),
+        ("b.yaml", "\nboxes:\n  web: {}\nvolumes:\n  v: {}\n"),
+        ("c.yaml", "volumes:\n  v: {}\n"),
+    ]));
+    assert_eq!(
+        places(&e),
+        vec![("b.yaml:3:3".into(), "duplicate_name"), ("c.yaml:2:3".into(), "duplicate_name")]
+    );
     let json = e.to_json();
     assert_eq!(json[0].message, "box `web` is defined twice");
     assert_eq!(json[0].related[0].file.as_deref(), Some("a.yaml"));
@@ -162,14 +194,24 @@ fn duplicate_names_across_files_point_at_both() {
 fn duplicate_keys_in_one_mapping() {
     let root = Root::new();
     let e = err(root.load(&[("a.yaml", "boxes:\n  web:\n    port: 1\n    port: 2\n  web: {}\n")]));
-    assert_eq!(places(&e), vec![("a.yaml:4:5".into(), "duplicate_key"), ("a.yaml:5:3".into(), "duplicate_key")]);
+    assert_eq!(
+        places(&e),
+        vec![("a.yaml:4:5".into(), "duplicate_key"), ("a.yaml:5:3".into(), "duplicate_key")]
+    );
 }
 
 #[test]
 fn project_names_and_mismatch() {
     let root = Root::new();
-    let e = err(root.load(&[("a.yaml", "project: one\n"), ("b.yaml", "project: two\n"), ("c.yaml", "project: Bad_Name\n")]));
-    assert_eq!(places(&e), vec![("b.yaml:1:10".into(), "project_mismatch"), ("c.yaml:1:10".into(), "invalid_name")]);
+    let e = err(root.load(&[
+        ("a.yaml", "project: one\n"),
+        ("b.yaml", "project: two\n"),
+        ("c.yaml", "project: Bad_Name\n"),
+    ]));
+    assert_eq!(
+        places(&e),
+        vec![("b.yaml:1:10".into(), "project_mismatch"), ("c.yaml:1:10".into(), "invalid_name")]
+    );
 }
 
 #[test]
@@ -223,10 +265,17 @@ fn mount_paths() {
 #[test]
 fn ports_out_of_range() {
     let root = Root::new();
-    let e = err(root.load(&[("a.yaml", "boxes:\n  a: { port: 0 }\n  b: { port: 65536 }\n  c: { port: 65535 }\n  d: { port: -1 }\n")]));
+    let e = err(root.load(&[(
+        "a.yaml",
+        "boxes:\n  a: { port: 0 }\n  b: { port: 65536 }\n  c: { port: 65535 }\n  d: { port: -1 }\n",
+    )]));
     assert_eq!(
         places(&e),
-        vec![("a.yaml:2:14".into(), "invalid_port"), ("a.yaml:3:14".into(), "invalid_port"), ("a.yaml:5:14".into(), "invalid_port")]
+        vec![
+            ("a.yaml:2:14".into(), "invalid_port"),
+            ("a.yaml:3:14".into(), "invalid_port"),
+            ("a.yaml:5:14".into(), "invalid_port")
+        ]
     );
     assert_eq!(e.problems()[0].message(), "`boxes.a.port` must be between 1 and 65535, found 0");
 }
@@ -243,7 +292,9 @@ fn base_with_fork() {
 fn references_must_exist_in_files_or_on_the_server() {
     let root = Root::new();
     let text = "bases:\n  mine:\n    from: box-bsae\n    script: x\nboxes:\n  a:\n    base: app-base\n  b:\n    fork: missing\n  c:\n    data: { nodata: /data }\n  d:\n    base: mine\n  e:\n    fork: a\n  f:\n    base: \"server-base:abc123\"\n  g:\n    fork: on-server\n";
-    let e = err(root.load_known(&[("a.yaml", text)], known(&["box-base", "server-base"], &["other"], &["on-server"])));
+    let e = err(
+        root.load_known(&[("a.yaml", text)], known(&["box-base", "server-base"], &["other"], &["on-server"]))
+    );
     assert_eq!(
         places(&e),
         vec![
@@ -290,7 +341,10 @@ fn base_build_sources() {
     assert_eq!(ws.bases["t"].tag, crate::spec::model::sha256_hex(b"not really a tarball"));
     assert_eq!(
         ws.bases["d"].build,
-        BaseBuild::Dockerfile { dockerfile: root.path().join("docker/Dockerfile"), context: root.path().join("docker") }
+        BaseBuild::Dockerfile {
+            dockerfile: root.path().join("docker/Dockerfile"),
+            context: root.path().join("docker")
+        }
     );
     assert_eq!(ws.bases["s"].from, None);
 
@@ -352,7 +406,9 @@ fn publishes() {
 #[test]
 fn tags() {
     let root = Root::new();
-    let e = err(root.load(&[("a.yaml", "boxes:\n  a:\n    tags: [ok, \"forkr.workspace=x\", \"has space\", ok]\n")]));
+    let e =
+        err(root
+            .load(&[("a.yaml", "boxes:\n  a:\n    tags: [ok, \"forkr.workspace=x\", \"has space\", ok]\n")]));
     let codes: Vec<&str> = e.problems().iter().map(|p| p.code()).collect();
     assert_eq!(codes, vec!["reserved_tag", "invalid_tag", "duplicate_tag"]);
 }
@@ -366,7 +422,10 @@ fn rendered_diagnostics_carry_file_line_col_label_and_help() {
     assert!(text.contains("unknown key `prot` in `boxes.web`"), "{text}");
     assert!(text.contains("did you mean `port`?"), "{text}");
     assert!(text.contains("1 problem found"), "{text}");
-    assert_eq!(e.to_lines(), "boxes.yaml:3:5: error[unknown_key]: unknown key `prot` in `boxes.web` (help: did you mean `port`?)\n");
+    assert_eq!(
+        e.to_lines(),
+        "boxes.yaml:3:5: error[unknown_key]: unknown key `prot` in `boxes.web` (help: did you mean `port`?)\n"
+    );
     let as_error: crate::Error = e.into();
     assert_eq!(as_error.code(), "invalid_workspace");
     assert!(as_error.message().contains("boxes.yaml:3:5"));
@@ -374,10 +433,17 @@ fn rendered_diagnostics_carry_file_line_col_label_and_help() {
 
 #[test]
 fn config_file() {
-    let cfg = load_config("config.yaml", "profile: staging\nprofiles:\n  staging:\n    url: https://x\n    insecure: true\n").unwrap();
+    let cfg = load_config(
+        "config.yaml",
+        "profile: staging\nprofiles:\n  staging:\n    url: https://x\n    insecure: true\n",
+    )
+    .unwrap();
     assert_eq!(cfg.profile.as_deref(), Some("staging"));
     assert_eq!(cfg.profiles["staging"].insecure, Some(true));
     let e = load_config("config.yaml", "profle: x\nprofiles:\n  s:\n    tokn: y\n").unwrap_err();
-    assert_eq!(places(&e), vec![("config.yaml:1:1".into(), "unknown_key"), ("config.yaml:4:5".into(), "unknown_key")]);
+    assert_eq!(
+        places(&e),
+        vec![("config.yaml:1:1".into(), "unknown_key"), ("config.yaml:4:5".into(), "unknown_key")]
+    );
     assert_eq!(load_config("config.yaml", "").unwrap(), SetupConfig::default());
 }
