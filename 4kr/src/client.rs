@@ -9,8 +9,9 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use forkr_engine::api::{
-    BgStarted, BoxInfo, CreateBox, Deleted, ErrorBody, ExecOutput, ExecRequest, FileWritten, PsRequest,
-    UpdateBox,
+    BaseInfo, BaseVersion, BasesDeleted, BgStarted, BoxInfo, BuildBase, BuildResult, CreateBox,
+    CreateSnapshot, Deleted, DiffStatus, ErrorBody, ExecOutput, ExecRequest, FileDiff, FileWritten,
+    PsRequest, SaveBase, SnapshotInfo, UpdateBox,
 };
 use forkr_engine::{Error, ErrorKind};
 use reqwest::{Method, RequestBuilder, Response};
@@ -233,6 +234,96 @@ impl Client {
             .request(Method::PUT, &self.box_url(id, "/files"))?
             .query(&[("path", path.to_owned()), ("mode", format!("{mode:04o}"))])
             .body(body);
+        self.json(rb).await
+    }
+
+    // ---- snapshots and diff (document 000) ----
+
+    pub async fn list_snapshots(&self, id: &BoxId) -> Result<Vec<SnapshotInfo>> {
+        self.json(self.request(Method::GET, &self.box_url(id, "/snapshots"))?).await
+    }
+
+    pub async fn create_snapshot(&self, id: &BoxId, req: &CreateSnapshot) -> Result<SnapshotInfo> {
+        self.json(self.request(Method::POST, &self.box_url(id, "/snapshots"))?.json(req)).await
+    }
+
+    /// Restores `snapshot` onto the box it was taken of; the box restarts.
+    pub async fn restore_snapshot(&self, id: &BoxId, snapshot: &str) -> Result<BoxInfo> {
+        let url = self.box_url(id, &format!("/snapshots/{snapshot}/restore"));
+        self.json(self.request(Method::POST, &url)?).await
+    }
+
+    /// Deletes a snapshot (the server answers 204 without a body).
+    pub async fn delete_snapshot(&self, id: &BoxId, snapshot: &str) -> Result<()> {
+        let url = self.box_url(id, &format!("/snapshots/{snapshot}"));
+        self.send(self.request(Method::DELETE, &url)?).await.map(drop)
+    }
+
+    pub async fn diff_status(&self, id: &BoxId, against: Option<&str>) -> Result<DiffStatus> {
+        let mut rb = self.request(Method::GET, &self.box_url(id, "/diff/status"))?;
+        if let Some(a) = against {
+            rb = rb.query(&[("against", a)]);
+        }
+        self.json(rb).await
+    }
+
+    pub async fn diff_file(&self, id: &BoxId, path: &str, against: Option<&str>) -> Result<FileDiff> {
+        let mut rb = self.request(Method::GET, &self.box_url(id, "/diff/file"))?.query(&[("path", path)]);
+        if let Some(a) = against {
+            rb = rb.query(&[("against", a)]);
+        }
+        self.json(rb).await
+    }
+
+    // ---- bases ----
+
+    fn base_url(&self, name: &str, tail: &str) -> String {
+        format!("{}/v1/bases/{name}{tail}", self.target.url)
+    }
+
+    pub async fn list_bases(&self) -> Result<Vec<BaseInfo>> {
+        self.json(self.request(Method::GET, &format!("{}/v1/bases", self.target.url))?).await
+    }
+
+    /// One base with its versions; with `tag`, only the versions built from a script with that sha256.
+    pub async fn show_base(&self, name: &str, tag: Option<&str>) -> Result<BaseInfo> {
+        let mut rb = self.request(Method::GET, &self.base_url(name, ""))?;
+        if let Some(t) = tag {
+            rb = rb.query(&[("tag", t)]);
+        }
+        self.json(rb).await
+    }
+
+    pub async fn save_base(&self, name: &str, req: &SaveBase) -> Result<BaseVersion> {
+        self.json(self.request(Method::POST, &self.base_url(name, "/save"))?.json(req)).await
+    }
+
+    /// Uploads a `.tar.gz` root filesystem as a new version of `name`, optionally layered on `parent`.
+    /// `body` streams, so a large tarball never sits in memory.
+    pub async fn import_base(
+        &self,
+        name: &str,
+        parent: Option<&str>,
+        body: reqwest::Body,
+    ) -> Result<BaseVersion> {
+        let mut rb = self
+            .request(Method::POST, &self.base_url(name, "/import"))?
+            .header(reqwest::header::CONTENT_TYPE, "application/gzip")
+            .body(body);
+        if let Some(p) = parent {
+            rb = rb.query(&[("parent", p)]);
+        }
+        self.json(rb).await
+    }
+
+    pub async fn build_base(&self, name: &str, req: &BuildBase) -> Result<BuildResult> {
+        self.json(self.request(Method::POST, &self.base_url(name, "/build"))?.json(req)).await
+    }
+
+    pub async fn delete_base(&self, spec: &str, force: bool, cascade: bool) -> Result<BasesDeleted> {
+        let rb = self
+            .request(Method::DELETE, &self.base_url(spec, ""))?
+            .query(&[("force", force), ("cascade", cascade)]);
         self.json(rb).await
     }
 

@@ -2,7 +2,7 @@
 
 use std::fmt::Write as _;
 
-use forkr_engine::api::BoxInfo;
+use forkr_engine::api::{BaseInfo, BoxInfo, SnapshotInfo};
 use serde::Serialize;
 
 use crate::error::{CliError, Result};
@@ -91,6 +91,86 @@ pub fn box_details(b: &BoxInfo) -> String {
     out
 }
 
+/// Bytes for people: `512B`, `1.5K`, `12.3M`, `2.0G` (powers of 1024, one decimal). Tables use this;
+/// `--json` keeps exact bytes.
+pub fn human_size(bytes: u64) -> String {
+    const UNITS: [&str; 6] = ["K", "M", "G", "T", "P", "E"];
+    if bytes < 1024 {
+        return format!("{bytes}B");
+    }
+    let mut value = bytes as f64 / 1024.0;
+    let mut unit = 0;
+    // Compare after rounding, so 1023.96K prints as 1.0M rather than 1024.0K.
+    while (value * 10.0).round() / 10.0 >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    format!("{value:.1}{}", UNITS[unit])
+}
+
+/// A size that may still be being measured by the server (`-` until it is known).
+fn size_cell(size: Option<u64>) -> String {
+    size.map_or_else(|| "-".to_owned(), human_size)
+}
+
+fn or_dash(value: Option<&str>) -> String {
+    value.filter(|v| !v.is_empty()).unwrap_or("-").to_owned()
+}
+
+/// `snapshot list`: NAME SIZE CREATED DESCRIPTION (document 000), CREATED in RFC3339.
+pub fn snapshot_table(snapshots: &[SnapshotInfo]) -> String {
+    let rows: Vec<Vec<String>> = snapshots
+        .iter()
+        .map(|s| vec![s.name.clone(), size_cell(s.size), s.created_at.clone(), s.description.clone()])
+        .collect();
+    table(&["NAME", "SIZE", "CREATED", "DESCRIPTION"], &rows)
+}
+
+/// `base list`: NAME VERSION SIZE CREATED, one row per base name with its newest version.
+pub fn base_table(bases: &[BaseInfo]) -> String {
+    let rows: Vec<Vec<String>> = bases
+        .iter()
+        .map(|b| {
+            let latest = b.versions.iter().find(|v| v.version == b.latest);
+            vec![
+                b.name.clone(),
+                b.latest.clone(),
+                size_cell(latest.and_then(|v| v.size)),
+                latest.map(|v| v.created_at.clone()).unwrap_or_else(|| "-".to_owned()),
+            ]
+        })
+        .collect();
+    table(&["NAME", "VERSION", "SIZE", "CREATED"], &rows)
+}
+
+/// `base show`: name, latest version and version count, then VERSION KIND TAG BUILDER PARENT SIZE
+/// CREATED (document 000). TAG is the build script's full sha256, so it can be pasted into `--tag`
+/// and `alias:tag`.
+pub fn base_details(b: &BaseInfo) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "name:           {}", b.name);
+    let _ = writeln!(out, "latest_version: {}", b.latest);
+    let _ = writeln!(out, "version_count:  {}", b.version_count);
+    out.push('\n');
+    let rows: Vec<Vec<String>> = b
+        .versions
+        .iter()
+        .map(|v| {
+            vec![
+                v.version.clone(),
+                v.kind.clone(),
+                or_dash(v.tag.as_deref()),
+                or_dash(Some(&v.builder)),
+                or_dash(v.parent.as_deref()),
+                size_cell(v.size),
+                v.created_at.clone(),
+            ]
+        })
+        .collect();
+    out.push_str(&table(&["VERSION", "KIND", "TAG", "BUILDER", "PARENT", "SIZE", "CREATED"], &rows));
+    out
+}
+
 /// Pretty JSON on stdout.
 pub fn print_json<T: Serialize + ?Sized>(value: &T) -> Result<()> {
     let text = serde_json::to_string_pretty(value)
@@ -102,7 +182,7 @@ pub fn print_json<T: Serialize + ?Sized>(value: &T) -> Result<()> {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use forkr_engine::api::{BoxStatus, DataMount};
+    use forkr_engine::api::{BaseVersion, BoxStatus, DataMount};
 
     pub fn sample(name: &str, status: BoxStatus) -> BoxInfo {
         BoxInfo {
@@ -154,6 +234,83 @@ pub(crate) mod tests {
         ];
         b.cpus = 0.5;
         insta::assert_snapshot!("show_details", box_details(&b));
+    }
+
+    #[test]
+    fn human_sizes() {
+        let cases = [
+            (0, "0B"),
+            (1023, "1023B"),
+            (1024, "1.0K"),
+            (1536, "1.5K"),
+            (12_897_484, "12.3M"),
+            (1024 * 1024 - 20, "1.0M"),
+            (5 << 30, "5.0G"),
+            (u64::MAX, "16.0E"),
+        ];
+        for (bytes, text) in cases {
+            assert_eq!(human_size(bytes), text, "{bytes}");
+        }
+    }
+
+    fn snapshot(name: &str, size: Option<u64>, description: &str) -> SnapshotInfo {
+        SnapshotInfo {
+            name: name.into(),
+            r#box: "web-1".into(),
+            project: "default".into(),
+            size,
+            created_at: "2026-01-02T03:04:05Z".into(),
+            description: description.into(),
+        }
+    }
+
+    #[test]
+    fn snapshot_list_table() {
+        let snaps = vec![
+            snapshot("v0", Some(16_384), ""),
+            snapshot("before-upgrade", Some(12_897_484), "Clean state before the Postgres 17 upgrade"),
+            snapshot("v1", None, "still measuring"),
+        ];
+        insta::assert_snapshot!("snapshot_table", snapshot_table(&snaps));
+    }
+
+    fn version(version: &str, kind: &str, tag: Option<&str>, parent: Option<&str>, size: u64) -> BaseVersion {
+        BaseVersion {
+            version: version.into(),
+            name: "my-base".into(),
+            kind: kind.into(),
+            tag: tag.map(Into::into),
+            builder: if kind == "script" { "script".into() } else { "tar".into() },
+            parent: parent.map(Into::into),
+            size: Some(size),
+            arch: "x86_64".into(),
+            created_at: "2026-01-01T12:00:00Z".into(),
+        }
+    }
+
+    fn my_base() -> BaseInfo {
+        let sha = "3b1f9c2a8d4e5f60718293a4b5c6d7e8f9011223344556677889900aabbccddee";
+        let versions = vec![
+            version("my-base", "import", None, None, 4_400_000),
+            version("my-base-v20260101120000", "script", Some(sha), Some("box-base"), 130_000_000),
+        ];
+        BaseInfo { name: "my-base".into(), latest: versions[1].version.clone(), version_count: 2, versions }
+    }
+
+    #[test]
+    fn base_list_table() {
+        let mut box_base = my_base();
+        box_base.name = "box-base".into();
+        box_base.latest = "box-base".into();
+        box_base.versions.truncate(1);
+        box_base.versions[0].version = "box-base".into();
+        box_base.version_count = 1;
+        insta::assert_snapshot!("base_table", base_table(&[box_base, my_base()]));
+    }
+
+    #[test]
+    fn base_show_details() {
+        insta::assert_snapshot!("base_details", base_details(&my_base()));
     }
 
     #[test]

@@ -758,3 +758,36 @@ fn console_without_a_terminal_relays_piped_input() {
         s.kr(dir.path()).args(["console", "web"]).write_stdin("echo console-ok\nexit 5\n").output().unwrap();
     assert_eq!(out(&o), (Some(5), "console-ok\n".into(), "".into()));
 }
+
+/// `4kr exec` on a terminal: a PTY is requested, the terminal is in raw mode while the command runs,
+/// and it is restored afterwards, also when the command fails.
+#[test]
+fn terminal_exec_restores_the_terminal() {
+    use nix::sys::termios::{LocalFlags, tcgetattr};
+    use std::os::fd::AsFd as _;
+    let s = server();
+    let dir = tempfile::tempdir().unwrap();
+    s.kr(dir.path()).args(["create", "web"]).assert().success();
+    let pty = nix::pty::openpty(None, None).unwrap();
+    let echo = || tcgetattr(pty.slave.as_fd()).unwrap().local_flags.contains(LocalFlags::ECHO);
+    assert!(echo());
+    for (target, expect) in [("web", Some(3)), ("missing", Some(1))] {
+        let tty = || Stdio::from(pty.slave.try_clone().unwrap());
+        let status = std::process::Command::new(env!("CARGO_BIN_EXE_4kr"))
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("FORKR_URL", &s.url)
+            .env("FORKR_TOKEN", TOKEN)
+            .current_dir(dir.path())
+            .args(["exec", target, "--", "sh", "-c", "sleep 0.3; exit 3"])
+            .stdin(tty())
+            .stdout(tty())
+            .stderr(tty())
+            .status()
+            .unwrap();
+        assert_eq!(status.code(), expect, "{target}");
+        assert!(echo(), "terminal left in raw mode after exec {target}");
+    }
+    let log = s.inner.log.lock().unwrap().clone();
+    assert!(log.iter().any(|l| l.starts_with("WS ") && l.contains("tty=true")), "{log:?}");
+}

@@ -396,3 +396,123 @@ pub struct BasesDeleted {
     /// Versions removed, children first.
     pub deleted: Vec<String>,
 }
+
+// ---- data volumes ----
+//
+// | method | path (under `/v1/projects/{p}`) | body → answer |
+// |---|---|---|
+// | GET, POST | `/volumes` | → `Vec<VolumeInfo>`; `CreateVolume` → 201 `VolumeInfo` |
+// | GET, PATCH | `/volumes/{v}` | → `VolumeInfo` (with `used_bytes`); `UpdateVolume` → `VolumeInfo` |
+// | DELETE | `/volumes/{v}?force=bool` | → `VolumeDeleted` (409 `volume_in_use`) |
+// | GET, POST | `/volumes/{v}/snapshots` | → `Vec<VolumeSnapshotInfo>`; `CreateSnapshot` → 201 |
+// | DELETE | `/volumes/{v}/snapshots/{s}` | → 204 |
+// | POST | `/volumes/{v}/snapshots/{s}/restore` | → `VolumeInfo` (409 `volume_in_use`) |
+// | GET, POST | `/volumes/{v}/backups` | → `Vec<VolumeBackupInfo>`; `CreateVolumeBackup` → 201 |
+// | DELETE | `/volumes/{v}/backups/{b}` | → 204 |
+// | POST | `/volumes/{v}/backups/{b}/restore` | → `VolumeInfo` (409 `volume_in_use`) |
+
+/// `POST /projects/{p}/volumes`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateVolume {
+    /// Volume name (same pattern as box names).
+    pub name: String,
+    /// Size limit in bytes; absent means unlimited.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size_bytes: Option<u64>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
+}
+
+/// `PATCH /projects/{p}/volumes/{v}`: a new size limit and/or new tags.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateVolume {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size_bytes: Option<u64>,
+    /// When present, replaces the volume's tags.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tags: Option<Vec<String>>,
+}
+
+/// A box that mounts a volume, and where.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct VolumeMount {
+    pub r#box: String,
+    pub path: String,
+    #[serde(default)]
+    pub read_only: bool,
+}
+
+/// A data volume as `volume show` and `volume list` report it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct VolumeInfo {
+    pub name: String,
+    pub project: String,
+    /// The size limit in bytes; absent means unlimited.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size_bytes: Option<u64>,
+    /// `true` when a btrfs quota enforces `size_bytes` (writes beyond it fail with "Disk quota
+    /// exceeded"); `false` when the size is only recorded.
+    #[serde(default)]
+    pub size_enforced: bool,
+    /// Bytes the volume's files use (measured by `show`; absent in lists).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub used_bytes: Option<u64>,
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// The volume this one was copied from by `create --fork`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub copied_from: Option<String>,
+    /// Boxes of the project that mount it.
+    #[serde(default)]
+    pub mounted_by: Vec<VolumeMount>,
+    pub created_at: String,
+}
+
+/// `DELETE /projects/{p}/volumes/{v}` answer.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct VolumeDeleted {
+    pub name: String,
+    /// `true` when the volume existed and was removed now, `false` when it was already gone.
+    pub deleted: bool,
+    /// Boxes whose mount of the volume a forced delete removed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub detached_from: Vec<String>,
+}
+
+/// A read-only snapshot of a volume (a volume-checkpoint).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct VolumeSnapshotInfo {
+    pub name: String,
+    pub volume: String,
+    pub project: String,
+    /// Bytes used; absent while still being measured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<u64>,
+    /// RFC3339.
+    pub created_at: String,
+    #[serde(default)]
+    pub description: String,
+}
+
+/// `POST /projects/{p}/volumes/{v}/backups`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateVolumeBackup {
+    /// Backup name (`^[a-zA-Z0-9_.-]+$`); default: the next `vN`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+}
+
+/// A `.tar.gz` backup of a volume. Backups outlive the volume they were taken of.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct VolumeBackupInfo {
+    pub name: String,
+    pub volume: String,
+    pub project: String,
+    /// Size of the compressed archive in bytes.
+    pub size: u64,
+    /// RFC3339 (when the archive was finished).
+    pub created_at: String,
+}

@@ -15,8 +15,7 @@ pub mod auth;
 pub mod error;
 pub mod openapi;
 pub mod routes;
-// TEMP(lead): enabled once runtime::local lands.
-// pub mod setup;
+pub mod setup;
 
 /// Shared state of all handlers.
 pub struct AppState {

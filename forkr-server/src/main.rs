@@ -6,9 +6,7 @@ use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 use forkr_engine::engine::Config;
-#[allow(unused_imports)]
-use forkr_server as setup_pending;
-use forkr_server::{AppState, auth, router};
+use forkr_server::{AppState, auth, router, setup};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -75,7 +73,7 @@ fn main() -> anyhow::Result<()> {
         .init();
     let cli = Cli::parse();
     match cli.command {
-        Some(Command::Teardown) => anyhow::bail!("TEMP: setup pending"),
+        Some(Command::Teardown) => setup::teardown(&cli.data_dir),
         None | Some(Command::Serve) => {
             tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(serve(cli))
         }
@@ -86,8 +84,11 @@ async fn serve(cli: Cli) -> anyhow::Result<()> {
     let mut config = Config::new(&cli.data_dir);
     config.domain = cli.domain.clone();
     config.api_url = cli.api_url.clone();
-    let _ = (config, cli.image_size, &cli.shim);
-    let engine: Arc<forkr_engine::engine::Engine> = anyhow::bail!("TEMP: setup pending");
+    let shim = match cli.shim.clone() {
+        Some(s) => s,
+        None => setup::default_shim()?,
+    };
+    let engine = setup::open_engine(config, cli.image_size, shim).await?;
     let token_path = engine.layout().token();
     let token = auth::load_or_create_token(&token_path)?;
     let state = Arc::new(AppState { engine, token });

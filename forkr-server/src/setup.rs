@@ -6,28 +6,22 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use forkr_engine::engine::{Config, Engine};
-use forkr_engine::runtime::local::{Local, LocalConfig};
+use forkr_engine::runtime::local::{self, Local, LocalConfig};
 use forkr_engine::storage::btrfs::Btrfs;
 use forkr_engine::storage::layout::Layout;
 use forkr_engine::storage::provision;
 use forkr_engine::store::Store;
 
-/// A short, stable id of a data dir: it names the cgroups of this server's boxes, so servers with
-/// different data dirs (tests run in parallel) never touch each other's boxes.
-pub fn instance_id(data_dir: &Path) -> String {
-    use std::hash::{Hash, Hasher};
+/// The cgroup instance name of a data dir: servers with different data dirs (tests run in parallel)
+/// never touch each other's boxes.
+fn instance(data_dir: &Path) -> String {
     let canonical = std::fs::canonicalize(data_dir).unwrap_or_else(|_| data_dir.to_path_buf());
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    canonical.hash(&mut h);
-    format!("{:012x}", h.finish() & 0xffff_ffff_ffff)
+    local::instance_for_data_dir(&canonical)
 }
 
-/// The `forkr-shim` helper binary: beside this executable unless overridden.
-pub fn default_shim() -> PathBuf {
-    std::env::current_exe()
-        .ok()
-        .and_then(|p| p.parent().map(|d| d.join("forkr-shim")))
-        .unwrap_or_else(|| PathBuf::from("forkr-shim"))
+/// The `forkr-shim` helper: beside this executable.
+pub fn default_shim() -> anyhow::Result<PathBuf> {
+    Ok(Local::shim_next_to_current_exe()?)
 }
 
 /// Provisions storage, opens the store, builds the local runtime and reconciles.
@@ -38,7 +32,7 @@ pub async fn open_engine(config: Config, image_size: u64, shim: PathBuf) -> anyh
     let p = provision::ensure_btrfs(&layout, image_size).context("provisioning btrfs storage")?;
     tracing::info!(?p, "storage ready");
     let store = Store::open(&layout.db()).context("opening the metadata database")?;
-    let runtime = Local::new(LocalConfig { shim, instance: instance_id(layout.data_dir()) });
+    let runtime = Local::new(LocalConfig { shim, instance: instance(layout.data_dir()) })?;
     let engine = Arc::new(Engine::new(config, Arc::new(Btrfs::new()), Arc::new(runtime), store));
     let r = engine.reconcile().await.context("reconciling boxes")?;
     tracing::info!(?r, "reconciled");
@@ -49,7 +43,7 @@ pub async fn open_engine(config: Config, image_size: u64, shim: PathBuf) -> anyh
 /// releases its loop device. The data stays on disk; a later start re-mounts it and resumes boxes.
 pub fn teardown(data_dir: &Path) -> anyhow::Result<()> {
     let layout = Layout::new(data_dir);
-    forkr_engine::runtime::local::kill_instance(&instance_id(data_dir)).context("stopping box processes")?;
+    local::kill_instance(&instance(data_dir)).context("stopping box processes")?;
     provision::teardown(&layout).context("unmounting storage")?;
     Ok(())
 }

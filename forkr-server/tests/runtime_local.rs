@@ -340,9 +340,9 @@ async fn no_host_fd_leaks_into_exec() {
     // SAFETY: opening a file; closed below.
     let fd = unsafe { libc::open(leaky.as_ptr(), libc::O_RDONLY) };
     assert!(fd > 2);
-    // The shell lists its own fds while it waits for `ls` (no pipeline: a shell building one holds
-    // pipe fds for a moment, which would be the shell's own, not leaked ones).
-    let script = "ls /proc/$$/fd";
+    // `ls` lists the fds of the shell, which waits for it. No pipeline: a shell building one holds
+    // pipe fds for a moment. The `; true` keeps busybox sh from exec'ing `ls` in its own place.
+    let script = "ls /proc/$$/fd; true";
     let words = |s: &str| s.split_whitespace().collect::<Vec<_>>().join(" ");
     assert_eq!(words(&sh(&h, "f1", &r, script).await), "0 1 2", "pipes");
     for mode in ["tty", "detached"] {
@@ -543,6 +543,47 @@ async fn a_new_runtime_reattaches_to_running_boxes() {
     assert_eq!(err.code(), "box_not_running");
     other.stop(&spec.key, &r, Duration::from_secs(5)).await.unwrap();
     assert!(!h.rt.is_alive(&spec.key, &r));
+}
+
+#[tokio::test]
+async fn the_cgroup_v2_driver_runs_boxes_too() {
+    // This machine's controllers are v1, but its cgroup2 mount (without controllers) still has
+    // processes, cgroup namespaces and cgroup.kill: enough to run the v2 paths end to end.
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let Some(mount) = mountinfo.lines().find_map(|l| {
+        let (left, right) = l.split_once(" - ")?;
+        let f: Vec<&str> = left.split(' ').collect();
+        (right.starts_with("cgroup2 ") && f[3] == "/").then(|| PathBuf::from(f[4]))
+    }) else {
+        eprintln!("skipped: no cgroup2 mount");
+        return;
+    };
+    let mut h = harness("v2");
+    h.rt = Local::new_with_cgroup2_at(
+        LocalConfig { shim: SHIM.into(), instance: h.instance.clone() },
+        mount.clone(),
+    )
+    .unwrap();
+    assert_eq!(h.rt.cgroup_version(), "v2");
+    let root = make_root(h.dir.path(), "root", false);
+    let r = h.rt.start(&start_spec(&h, "v2box", &root)).await.unwrap();
+    let dir = mount.join(format!("forkr/{}/proj/v2box", h.instance));
+    // PID 1 and the exec'd shell are in the box cgroup, which the box sees as its root.
+    let inside = sh(&h, "v2box", &r, "cat /proc/self/cgroup; cat /sys/fs/cgroup/cgroup.procs | wc -l").await;
+    assert!(inside.lines().any(|l| l == "0::/"), "{inside}");
+    assert!(inside.lines().last().unwrap().trim().parse::<u32>().unwrap() >= 2, "{inside}");
+    assert!(
+        std::fs::read_to_string(dir.join("cgroup.procs")).unwrap().lines().any(|p| p == r.pid.to_string())
+    );
+    // The cgroup tree is read-only in the box.
+    assert_ne!(run(&h, "v2box", &r, &["mkdir", "/sys/fs/cgroup/escape"]).await.code, 0);
+    h.rt.stop(&key("v2box"), &r, Duration::from_secs(5)).await.unwrap();
+    assert!(std::fs::read_to_string(dir.join("cgroup.procs")).unwrap().is_empty());
+    // kill_instance sweeps the cgroup2 mount as well.
+    let r = h.rt.start(&start_spec(&h, "v2box", &root)).await.unwrap();
+    kill_instance(&h.instance).unwrap();
+    assert!(!h.rt.is_alive(&key("v2box"), &r));
+    assert!(!dir.exists());
 }
 
 #[tokio::test]

@@ -116,7 +116,7 @@ impl Server {
         };
         s.spawn();
         let tarball = tiny_base_tarball(s.work.path());
-        s.ok(&["base", "import", "box-base", "--file", tarball.to_str().unwrap()]);
+        s.import_base("box-base", &tarball);
         s
     }
 
@@ -149,6 +149,19 @@ impl Server {
         self.child = Some(child);
         let token_file = token_file.expect("server printed its token file");
         self.token = std::fs::read_to_string(token_file).unwrap().trim().to_owned();
+    }
+
+    /// Imports a base tarball over the API directly (set-up, not the CLI under test).
+    pub fn import_base(&self, name: &str, tarball: &Path) {
+        let body = std::fs::read(tarball).unwrap();
+        let resp = reqwest::blocking::Client::new()
+            .post(format!("{}/v1/bases/{name}/import", self.url))
+            .bearer_auth(&self.token)
+            .body(body)
+            .send()
+            .expect("import request");
+        let status = resp.status();
+        assert!(status.is_success(), "base import failed: {status} {}", resp.text().unwrap_or_default());
     }
 
     /// Kills the server with SIGKILL (boxes keep running).

@@ -29,8 +29,10 @@ fn lifecycle_exec_stop_resume_delete() {
     assert_eq!(out.status.code(), Some(7));
 
     // Delete refuses a running box, works with --force, and is idempotent.
-    let err = s.fails(&["delete", "web-1"]);
-    assert!(err.contains("box is running"), "{err}");
+    let out = s.run(&["delete", "web-1"]);
+    assert!(!out.status.success());
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(report.contains("web-1: error: box is running"), "{report}");
     assert_eq!(s.ok(&["delete", "--force", "web-1"]), "web-1: deleted\n");
     assert!(!s.ok(&["list"]).contains("web-1"));
     s.ok(&["rm", "web-1"]);

@@ -15,6 +15,7 @@ use crate::error::{CliError, Result};
 use crate::{output, session, term};
 
 #[derive(Debug, Args)]
+#[command(override_usage = "4kr exec [OPTIONS] <BOX> [-- <CMD>...]")]
 pub struct ExecArgs {
     /// The box: name, project:name, `.` (this box), or `-` for a throwaway box.
     #[arg(value_name = "BOX")]
@@ -45,6 +46,7 @@ pub struct ExecArgs {
 }
 
 #[derive(Debug, Args)]
+#[command(override_usage = "4kr ps [OPTIONS] <BOX> [-- <ARGS>...]")]
 pub struct PsArgs {
     /// The box.
     #[arg(value_name = "BOX")]

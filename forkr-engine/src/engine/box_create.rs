@@ -41,10 +41,7 @@ impl Engine {
             return Err(Error::bad_request("invalid_request", "--base cannot be used with --fork"));
         }
         check_env(&req.env)?;
-        if !req.data.is_empty() {
-            // Data volumes arrive with the volumes issue; refuse clearly rather than ignore.
-            return Err(Error::unsupported("data volumes are not supported by this server yet"));
-        }
+        let requested = super::volumes::check_mounts(project, &req.data)?;
         let _g = self.lock_box(project, &req.name).await;
 
         let t = now();
@@ -106,9 +103,24 @@ impl Engine {
             (row, self.layout.base(&base.version))
         };
 
+        // Data volumes: a fork gets copies of the source's volumes (`box-<name>-<vol>`), then the
+        // requested ones. Their locks are held until the box row names them, so a volume delete
+        // that runs meanwhile sees this box and refuses.
+        let inherited = std::mem::take(&mut row.data);
+        let (data, copies) = super::volumes::plan_box_mounts(&req.name, requested.clone(), &inherited)?;
+        row.data = data;
+        let names = row.data.iter().map(|m| m.name.clone()).chain(copies.iter().map(|c| c.source.clone()));
+        let volume_locks = self.lock_volumes(project, names.collect::<Vec<_>>()).await;
+        self.require_volumes(project, &requested)?;
+
         // Claim the name first: a concurrent create of the same name fails here with a 409.
         row.desired = BoxStatus::Stopped;
         self.store.insert_box(&row)?;
+        if let Err(e) = self.make_volume_copies(project, &copies).await {
+            let _ = self.store.delete_box(project, &req.name);
+            return Err(e);
+        }
+        drop(volume_locks);
         let root = self.layout.root(project, &req.name);
         let made = {
             let this = self.clone();
@@ -132,6 +144,7 @@ impl Engine {
         };
         if let Err(e) = started.and_then(|_| self.store.update_box(&row)) {
             self.undo_create(&row).await;
+            self.remove_volume_copies(project, &copies).await;
             return Err(e);
         }
         Ok(self.info(&row))

@@ -46,6 +46,8 @@ impl Engine {
             .map_err(|e| Error::io(format!("creating {}", run.display()), e))?;
         let hosts = run.join("hosts");
         let resolv = run.join("resolv.conf");
+        let hostname = run.join("hostname");
+        std::fs::write(&hostname, format!("{name}.{project}\n")).map_err(|e| Error::io("writing hostname", e))?;
         std::fs::write(&hosts, hosts_file(project, name, &[])).map_err(|e| Error::io("writing hosts", e))?;
         let host_resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
         std::fs::write(&resolv, resolv_conf(&host_resolv, project))
@@ -66,7 +68,7 @@ impl Engine {
             }
         }
 
-        let mounts = vec![
+        let mut mounts = vec![
             BindMount {
                 source: self.layout.box_bin(),
                 target: "/box/bin".into(),
@@ -93,7 +95,10 @@ impl Engine {
             },
             BindMount { source: hosts, target: "/etc/hosts".into(), read_only: true, file: true },
             BindMount { source: resolv, target: "/etc/resolv.conf".into(), read_only: true, file: true },
+            BindMount { source: hostname, target: "/etc/hostname".into(), read_only: true, file: true },
         ];
+        // Data volumes after the system ones (a volume may sit below /home, never on it).
+        mounts.extend(self.data_bind_mounts(row)?);
         Ok(StartSpec {
             key: key(project, name),
             hostname: format!("{name}.{project}"),
@@ -107,6 +112,8 @@ impl Engine {
 
     /// Starts PID 1 and records it in `row` (not yet persisted).
     pub(crate) async fn start_box(self: &std::sync::Arc<Self>, row: &mut BoxRow) -> Result<()> {
+        // Held while the volumes are mounted, so a volume restore cannot swap one out underneath.
+        let _volumes = self.lock_volumes(&row.project, row.data.iter().map(|m| m.name.clone())).await;
         let spec = {
             let this = self.clone();
             let r = row.clone();

@@ -30,6 +30,7 @@ mod env;
 pub mod fs;
 mod reconcile;
 mod snapshots;
+mod volumes;
 pub use reconcile::Reconciled;
 
 pub use bases::BaseImport;

@@ -601,10 +601,11 @@ impl<'a> Planner<'a> {
             keep_reasons.push("env changed".into());
         }
 
-        // Data mounts.
+        // Data mounts; a fork without `data` keeps the clones of its source's volumes.
         let mut observed_data: Vec<DataMount> = ob.data.clone();
         observed_data.sort_by(|x, y| x.name.cmp(&y.name));
-        if observed_data != b.data {
+        let inherit_data = matches!(b.source, BoxSource::Fork(_)) && b.data.is_empty();
+        if !inherit_data && observed_data != b.data {
             let have: BTreeMap<&str, &DataMount> =
                 observed_data.iter().map(|m| (m.name.as_str(), m)).collect();
             let want: BTreeMap<&str, &DataMount> = b.data.iter().map(|m| (m.name.as_str(), m)).collect();

@@ -378,6 +378,15 @@ fn data_mount_change_keeps_root() {
 }
 
 #[test]
+fn forks_keep_inherited_volume_clones_unless_the_files_list_mounts() {
+    let desired = ws("boxes:\n  src: {}\n  copy: { fork: src }\n");
+    let mut copy = info("copy");
+    copy.forked_from = Some("src".into());
+    copy.data = vec![DataMount { name: "box-copy-data".into(), path: "/data".into(), read_only: false }];
+    assert!(plan(&desired, &observed(vec![info("src"), copy]), &PlanOptions::default()).is_empty());
+}
+
+#[test]
 fn missing_snapshots_are_taken() {
     let desired = ws("boxes:\n  web:\n    snapshots: [a, { name: b, description: second }]\n");
     let mut obs = observed(vec![info("web")]);
@@ -468,7 +477,9 @@ fn bench_plan_500_boxes() {
         b.tags = vec![OWNER.into(), format!("t{}", i % 7)];
         boxes.push(b);
     }
+    let load_start = std::time::Instant::now();
     let desired = ws(&yaml);
+    println!("load: 500 boxes from YAML (parse, schema check, validation): {:?}", load_start.elapsed());
     let obs = observed(boxes);
     let opts = PlanOptions::default();
     let _ = plan(&desired, &obs, &opts);

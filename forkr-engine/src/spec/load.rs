@@ -638,7 +638,7 @@ impl<'o> Loader<'o> {
                 pos,
                 "conflicting_keys",
                 "`context` needs `dockerfile`".to_owned(),
-                "`context` without `dockerfile`".to_owned().as_str(),
+                "`context` without `dockerfile`",
                 "`context` is the build context of a Dockerfile; add `dockerfile` or remove `context`"
                     .to_owned(),
             );

@@ -202,7 +202,9 @@ pub struct BoxDef {
     /// User tags (the ownership tag is added by the planner). `None` when the files say nothing,
     /// which for a fork means "keep the inherited tags".
     pub tags: Option<Vec<String>>,
-    /// Data mounts, sorted by volume name.
+    /// Data mounts, sorted by volume name. A fork without `data` keeps what it inherited (the
+    /// server clones the source's volumes for it), so the planner compares mounts only when the
+    /// files list some.
     pub data: Vec<DataMount>,
     pub publish: Vec<Publish>,
     pub snapshots: Vec<Snapshot>,
@@ -282,9 +284,8 @@ impl Publish {
         match self.subdomain.as_deref() {
             Some("@") | None => false,
             Some(sub) => {
-                host.len() > sub.len()
-                    && host[..sub.len()].eq_ignore_ascii_case(sub)
-                    && host.as_bytes()[sub.len()] == b'.'
+                let (h, s) = (host.as_bytes(), sub.as_bytes());
+                h.len() > s.len() && h[..s.len()].eq_ignore_ascii_case(s) && h[s.len()] == b'.'
             }
         }
     }
@@ -397,10 +398,10 @@ pub fn check_box_path(path: &str) -> Result<(), String> {
     if !path.starts_with('/') {
         return Err(format!("{path:?} is not an absolute path"));
     }
-    if path == "/" {
+    let inner = path.trim_end_matches('/');
+    if inner.is_empty() {
         return Err("the root directory cannot be used".to_owned());
     }
-    let inner = path.trim_end_matches('/');
     if inner[1..].split('/').any(|c| c.is_empty() || c == "." || c == "..") {
         return Err(format!("{path:?} is not a normalized path (no `//`, `.` or `..`)"));
     }

@@ -202,6 +202,67 @@ impl Storage for Btrfs {
         }
         Ok(total)
     }
+
+    /// Sets a qgroup limit on the subvolume, turning on simple quotas the first time one is
+    /// needed (see [`Btrfs::enable_simple_quota`] for why that mode).
+    fn set_size_limit(&self, path: &Path, limit: Option<u64>) -> Result<()> {
+        let dir = open_dir(path, "limiting the size of")?;
+        if !self.is_subvolume(path) {
+            return Err(Error::bad_request(
+                "not_a_subvolume",
+                format!("cannot limit the size of {}: it is not a btrfs subvolume", path.display()),
+            ));
+        }
+        match Btrfs::qgroup_limit(&dir, limit) {
+            Ok(()) => Ok(()),
+            // Quotas are off: nothing to clear, or turn them on and try again.
+            Err(Errno::ENOTCONN) if limit.is_none() => Ok(()),
+            Err(Errno::ENOTCONN) => {
+                Btrfs::enable_simple_quota(&dir).map_err(|e| match e {
+                    Errno::EINVAL | Errno::EOPNOTSUPP | Errno::ENOTTY => Error::unsupported(format!(
+                        "cannot limit the size of {}: this kernel has no btrfs simple quotas (Linux 6.7 or newer)",
+                        path.display()
+                    )),
+                    e => op_error("turning on btrfs quotas for", path, e),
+                })?;
+                Btrfs::qgroup_limit(&dir, limit).map_err(|e| op_error("limiting the size of", path, e))
+            }
+            Err(e) => Err(op_error("limiting the size of", path, e)),
+        }
+    }
+}
+
+impl Btrfs {
+    /// Sets (or clears) the referenced-bytes limit of the qgroup of the subvolume open as `dir`.
+    fn qgroup_limit(dir: &File, limit: Option<u64>) -> Result<(), Errno> {
+        let mut args = sys::QgroupLimitArgs {
+            qgroupid: 0,
+            lim: sys::QgroupLimit {
+                flags: sys::QGROUP_LIMIT_MAX_RFER,
+                max_rfer: limit.unwrap_or(sys::QGROUP_LIMIT_CLEAR),
+                max_excl: 0,
+                rsv_rfer: 0,
+                rsv_excl: 0,
+            },
+        };
+        // SAFETY: `args` is a valid, exclusively borrowed `btrfs_ioctl_qgroup_limit_args`.
+        unsafe { sys::btrfs_qgroup_limit(dir.as_raw_fd(), &mut args) }.map(|_| ())
+    }
+
+    /// Turns on btrfs simple quotas for the filesystem holding `dir` (a no-op when some quota mode
+    /// is already on).
+    ///
+    /// Why simple quotas and not classic qgroups: classic qgroups walk backrefs on every snapshot
+    /// and delete, which measured 4-10x slower snapshots (36-90 ms instead of 9 ms) on this
+    /// machine's loop image; simple quotas measured no difference. The price: data a subvolume
+    /// shares with the snapshot it was made from counts against that snapshot's source, not
+    /// against it, and the filesystem gains the `simple_quota` feature flag, which kernels before
+    /// 6.7 cannot mount.
+    fn enable_simple_quota(dir: &File) -> Result<(), Errno> {
+        let mut args = sys::QuotaCtlArgs { cmd: sys::QUOTA_CTL_ENABLE_SIMPLE_QUOTA, status: 0 };
+        // SAFETY: `args` is a valid, exclusively borrowed `btrfs_ioctl_quota_ctl_args`.
+        unsafe { sys::btrfs_quota_ctl(dir.as_raw_fd(), &mut args) }.map(|_| ())
+    }
 }
 
 /// Whether `path` lies on a btrfs filesystem.
@@ -455,5 +516,45 @@ mod tests {
         let err = s.size(&fs.root().join("missing")).unwrap_err();
         assert!(err.message().contains("missing"));
         s.delete_subvolume(&root).unwrap();
+    }
+
+    #[test]
+    fn size_limit_is_enforced_and_can_be_lifted() {
+        let fs = TestFs::new();
+        let s = Btrfs::new();
+        let vol = fs.root().join("vol");
+        s.create_subvolume(&vol).unwrap();
+        // Clearing a limit while quotas are still off is a no-op, not an error.
+        s.set_size_limit(&vol, None).unwrap();
+        s.set_size_limit(&vol, Some(2 << 20)).unwrap();
+
+        let write = |name: &str, mib: usize| -> std::io::Result<()> {
+            use std::io::Write as _;
+            let mut f = File::create(vol.join(name))?;
+            let chunk = vec![0x5au8; 1 << 20];
+            for _ in 0..mib {
+                f.write_all(&chunk)?;
+            }
+            f.sync_all()
+        };
+        let err = write("big", 8).unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(libc::EDQUOT), "{err}");
+        std::fs::remove_file(vol.join("big")).unwrap();
+        nix::unistd::sync();
+
+        // Other subvolumes are not limited, and lifting the limit lets the write through.
+        let other = fs.root().join("other");
+        s.create_subvolume(&other).unwrap();
+        std::fs::write(other.join("f"), vec![1u8; 8 << 20]).unwrap();
+        s.set_size_limit(&vol, None).unwrap();
+        write("big", 8).unwrap();
+
+        let err = s.set_size_limit(&vol.join("missing"), Some(1)).unwrap_err();
+        assert_eq!(err.kind(), crate::ErrorKind::NotFound);
+        std::fs::create_dir(vol.join("plain")).unwrap();
+        let err = s.set_size_limit(&vol.join("plain"), Some(1)).unwrap_err();
+        assert_eq!(err.code(), "not_a_subvolume");
+        s.delete_subvolume(&vol).unwrap();
+        s.delete_subvolume(&other).unwrap();
     }
 }

@@ -17,7 +17,7 @@ pub mod layout;
 pub mod provision;
 mod sys;
 #[cfg(test)]
-mod test_support;
+pub(crate) mod test_support;
 
 /// Subvolume operations. Synchronous: callers run them on a blocking thread.
 pub trait Storage: Send + Sync + 'static {
@@ -34,4 +34,11 @@ pub trait Storage: Send + Sync + 'static {
     /// Bytes used by the files below `path` (allocated blocks), without crossing into other
     /// subvolumes or mounts.
     fn size(&self, path: &Path) -> Result<u64>;
+    /// Limits the bytes that may be written into the subvolume at `path` (`None` removes the
+    /// limit); writes beyond it fail with `EDQUOT` inside the box. An `unsupported` error means the
+    /// filesystem cannot enforce limits: callers then record the size without enforcing it.
+    fn set_size_limit(&self, path: &Path, limit: Option<u64>) -> Result<()> {
+        let _ = (path, limit);
+        Err(crate::Error::unsupported("this storage cannot limit the size of a subvolume"))
+    }
 }

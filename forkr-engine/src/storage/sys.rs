@@ -108,6 +108,41 @@ pub(crate) struct FsInfoArgs {
 }
 const _: () = assert!(std::mem::size_of::<FsInfoArgs>() == 1024);
 
+/// `struct btrfs_ioctl_quota_ctl_args`.
+#[repr(C)]
+pub(crate) struct QuotaCtlArgs {
+    pub cmd: u64,
+    pub status: u64,
+}
+const _: () = assert!(std::mem::size_of::<QuotaCtlArgs>() == 16);
+
+/// `BTRFS_QUOTA_CTL_ENABLE_SIMPLE_QUOTA` (Linux 6.7+): quotas that account each extent to the
+/// subvolume that wrote it, with no backref walks, so snapshots cost what they cost without quotas.
+pub(crate) const QUOTA_CTL_ENABLE_SIMPLE_QUOTA: u64 = 4;
+
+/// `BTRFS_QGROUP_LIMIT_MAX_RFER`: the `max_rfer` field of [`QgroupLimit`] is set.
+pub(crate) const QGROUP_LIMIT_MAX_RFER: u64 = 1 << 0;
+/// The `max_rfer` value that removes a limit (the kernel's `CLEAR_VALUE`).
+pub(crate) const QGROUP_LIMIT_CLEAR: u64 = u64::MAX;
+
+/// `struct btrfs_qgroup_limit`.
+#[repr(C)]
+pub(crate) struct QgroupLimit {
+    pub flags: u64,
+    pub max_rfer: u64,
+    pub max_excl: u64,
+    pub rsv_rfer: u64,
+    pub rsv_excl: u64,
+}
+
+/// `struct btrfs_ioctl_qgroup_limit_args`; qgroup id 0 means "the subvolume of the fd".
+#[repr(C)]
+pub(crate) struct QgroupLimitArgs {
+    pub qgroupid: u64,
+    pub lim: QgroupLimit,
+}
+const _: () = assert!(std::mem::size_of::<QgroupLimitArgs>() == 48);
+
 nix::ioctl_write_ptr!(btrfs_snap_destroy, BTRFS_MAGIC, 15, VolArgs);
 nix::ioctl_readwrite!(btrfs_ino_lookup, BTRFS_MAGIC, 18, InoLookupArgs);
 nix::ioctl_write_ptr!(btrfs_snap_create_v2, BTRFS_MAGIC, 23, VolArgsV2);
@@ -117,6 +152,8 @@ nix::ioctl_write_ptr!(btrfs_subvol_setflags, BTRFS_MAGIC, 26, u64);
 nix::ioctl_read!(btrfs_fs_info, BTRFS_MAGIC, 31, FsInfoArgs);
 nix::ioctl_readwrite!(btrfs_ino_paths, BTRFS_MAGIC, 35, InoPathArgs);
 nix::ioctl_write_ptr!(btrfs_send, BTRFS_MAGIC, 38, SendArgs);
+nix::ioctl_readwrite!(btrfs_quota_ctl, BTRFS_MAGIC, 40, QuotaCtlArgs);
+nix::ioctl_read!(btrfs_qgroup_limit, BTRFS_MAGIC, 43, QgroupLimitArgs);
 nix::ioctl_write_ptr!(btrfs_snap_destroy_v2, BTRFS_MAGIC, 63, VolArgsV2);
 
 /// The subvolume (tree) id of the subvolume holding the open file `fd`.

@@ -51,6 +51,28 @@ const STEPS: &[&str] = &[
         created_at TEXT NOT NULL
     );
     CREATE INDEX bases_alias ON bases (alias);",
+    // 2: data volumes and their snapshots (volume-checkpoints). Backups are files that outlive
+    // their volume, so they have no rows.
+    "CREATE TABLE volumes (
+        project TEXT NOT NULL,
+        name TEXT NOT NULL,
+        size_bytes INTEGER,
+        size_enforced INTEGER NOT NULL DEFAULT 0,
+        tags TEXT NOT NULL DEFAULT '[]',
+        copied_from TEXT,
+        created_at TEXT NOT NULL,
+        PRIMARY KEY (project, name)
+    );
+    CREATE TABLE volume_snapshots (
+        project TEXT NOT NULL,
+        volume TEXT NOT NULL,
+        name TEXT NOT NULL,
+        description TEXT NOT NULL DEFAULT '',
+        size INTEGER,
+        created_at TEXT NOT NULL,
+        PRIMARY KEY (project, volume, name),
+        FOREIGN KEY (project, volume) REFERENCES volumes (project, name) ON DELETE CASCADE
+    );",
 ];
 
 pub(super) fn run(conn: &mut Connection) -> Result<()> {

@@ -17,6 +17,8 @@ use crate::api::{BoxStatus, DataMount};
 use crate::{Error, Result};
 
 mod migrations;
+mod volumes;
+pub use volumes::{VolumeRow, VolumeSnapshotRow};
 
 /// A box row.
 #[derive(Debug, Clone, PartialEq)]

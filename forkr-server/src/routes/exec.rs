@@ -246,26 +246,27 @@ async fn run_ws(
     }
     drop(otx);
 
-    // Client input: stdin bytes, resizes, EOF. A vanished client kills the process.
+    // Client input: stdin bytes, resizes, EOF. A client that goes away before the process ends
+    // kills it (nobody would read its output).
     let mut stdin = p.stdin.take();
     let pty = p.pty.take();
     let kill = Arc::new(p.kill);
-    let kill_on_gone = kill.clone();
+    let finished = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (kill_on_gone, finished_in) = (kill.clone(), finished.clone());
     let input = tokio::spawn(async move {
         while let Some(msg) = rx.next().await {
             let Ok(msg) = msg else { break };
             match msg {
                 Message::Binary(b) if !b.is_empty() => match b[0] {
                     ws::STDIN => {
-                        if let Some(w) = stdin.as_mut() {
-                            if w.write_all(&b[1..]).await.is_err() || w.flush().await.is_err() {
-                                stdin = None;
-                            }
+                        if let Some(w) = stdin.as_mut()
+                            && (w.write_all(&b[1..]).await.is_err() || w.flush().await.is_err())
+                        {
+                            stdin = None;
                         }
                     }
                     ws::RESIZE => {
-                        if let (Some(pty), Ok(r)) = (pty.as_ref(), serde_json::from_slice::<Resize>(&b[1..]))
-                        {
+                        if let (Some(pty), Ok(r)) = (pty.as_ref(), serde_json::from_slice::<Resize>(&b[1..])) {
                             let _ = pty.resize(r.rows, r.cols);
                         }
                     }
@@ -280,8 +281,9 @@ async fn run_ws(
                 _ => {}
             }
         }
-        // The client is gone (or closed): nobody reads the output any more.
-        (kill_on_gone)();
+        if !finished_in.load(std::sync::atomic::Ordering::SeqCst) {
+            (kill_on_gone)();
+        }
     });
 
     let mut wait = p.wait;
@@ -307,7 +309,7 @@ async fn run_ws(
             }
         }
     };
-    input.abort();
+    finished.store(true, std::sync::atomic::Ordering::SeqCst);
     match code {
         Ok(c) => {
             let _ = tx.send(frame(ws::EXIT, c.to_string().as_bytes())).await;
@@ -317,4 +319,9 @@ async fn run_ws(
         }
     }
     let _ = tx.close().await;
+    // Read until the client answers the close, so the connection ends cleanly instead of with a
+    // reset for unread input.
+    if tokio::time::timeout(Duration::from_secs(2), &mut { input }).await.is_err() {
+        tracing::debug!("client did not answer the close in time");
+    }
 }

@@ -110,6 +110,23 @@ pub(crate) fn detect() -> Result<Arc<dyn CgroupDriver>> {
     detect_from(&parse_mountinfo(&text))
 }
 
+/// Every cgroup hierarchy of the machine: the v1 controllers and each cgroup2 mount. Used to sweep
+/// an instance's cgroups wherever they are (a hybrid machine has both kinds).
+pub(crate) fn all_drivers() -> Result<Vec<Arc<dyn CgroupDriver>>> {
+    let text = std::fs::read_to_string("/proc/self/mountinfo")
+        .map_err(|e| Error::io("reading /proc/self/mountinfo to find the cgroup filesystems", e))?;
+    let mounts = parse_mountinfo(&text);
+    let mut out: Vec<Arc<dyn CgroupDriver>> = Vec::new();
+    let v1 = V1::from_mounts(&mounts);
+    if !v1.hierarchies.is_empty() {
+        out.push(Arc::new(v1));
+    }
+    for m in mounts.iter().filter(|m| m.fstype == "cgroup2" && m.root == "/") {
+        out.push(Arc::new(V2 { root: m.mount_point.clone() }));
+    }
+    Ok(out)
+}
+
 fn detect_from(mounts: &[MountEntry]) -> Result<Arc<dyn CgroupDriver>> {
     let v1 = V1::from_mounts(mounts);
     if v1.hierarchies.iter().any(|h| h.controllers.iter().any(|c| c == "memory")) {
@@ -336,7 +353,6 @@ pub(crate) struct V2 {
 }
 
 impl V2 {
-    #[cfg(test)]
     pub(crate) fn at(root: PathBuf) -> V2 {
         V2 { root }
     }

@@ -5,12 +5,12 @@
 //! hierarchy. PID 1 is `tini -s -- /bin/bash -lc "sleep infinity"` when the root has tini and bash
 //! (document 001), otherwise a built-in minimal init.
 //!
-//! - [`Local::start`](crate::runtime::Runtime::start) runs the `forkr-shim` helper ([`shim`]), which
-//!   sets up the namespaces and mounts ([`rootfs`]) in a single-threaded process and reports PID 1.
-//! - `exec` ([`exec`]) forks directly from the server and enters the box with `setns` on a pidfd
+//! - [`Local::start`](crate::runtime::Runtime::start) runs the `forkr-shim` helper (`shim.rs`), which
+//!   sets up the namespaces and mounts (`rootfs.rs`) in a single-threaded process and reports PID 1.
+//! - `exec` (`exec.rs`) forks directly from the server and enters the box with `setns` on a pidfd
 //!   of PID 1: no helper binary on that path, so an exec costs about a millisecond.
 //! - `stop` sends SIGTERM to PID 1, waits for the grace period, then SIGKILLs whatever is left in
-//!   the box cgroup ([`cgroup`]), which is the authoritative list of the box's processes.
+//!   the box cgroup (`cgroup.rs`), which is the authoritative list of the box's processes.
 //!
 //! The server process becomes a child subreaper (see [`Local::new`]) so that it adopts, and reaps,
 //! the PID 1s it starts; after a server restart they are adopted by the host's init instead and
@@ -71,6 +71,17 @@ impl Local {
     /// subreaper, so that the PID 1s it starts (orphaned when the shim exits) are reaped by it
     /// instead of becoming zombies under a host init that may not reap.
     pub fn new(config: LocalConfig) -> Result<Local> {
+        Self::with_cgroups(config, cgroup::detect()?)
+    }
+
+    /// Test seam: forces the cgroup v2 driver on the cgroup2 filesystem mounted at `mount`, so
+    /// that the v2 code paths can run end to end on a machine whose controllers are v1.
+    #[doc(hidden)]
+    pub fn new_with_cgroup2_at(config: LocalConfig, mount: PathBuf) -> Result<Local> {
+        Self::with_cgroups(config, Arc::new(cgroup::V2::at(mount)))
+    }
+
+    fn with_cgroups(config: LocalConfig, cgroups: Arc<dyn CgroupDriver>) -> Result<Local> {
         check_component("instance", &config.instance)?;
         let meta = std::fs::metadata(&config.shim).map_err(|e| {
             Error::internal(format!(
@@ -84,7 +95,6 @@ impl Local {
                 config.shim.display()
             )));
         }
-        let cgroups = cgroup::detect()?;
         // SAFETY: plain prctl with integer arguments.
         if unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) } != 0 {
             return Err(Error::io("becoming a child subreaper", std::io::Error::last_os_error()));
@@ -393,16 +403,17 @@ impl Runtime for Local {
     }
 }
 
-/// Kills every process in every box cgroup of `instance` and removes those cgroups. Used by
-/// `forkr-server teardown` and by test harnesses to guarantee that nothing leaks. Idempotent.
+/// Kills every process in every box cgroup of `instance` and removes those cgroups, in every
+/// cgroup hierarchy of the machine. Used by `forkr-server teardown` and by test harnesses to
+/// guarantee that nothing leaks. Idempotent.
 pub fn kill_instance(instance: &str) -> Result<()> {
     check_component("instance", instance)?;
-    let cgroups = cgroup::detect()?;
     let rel = Path::new("forkr").join(instance);
-    let dirs = cgroups.dirs(&rel);
+    let drivers = cgroup::all_drivers()?;
     // Box PID 1s first (each takes its PID namespace with it), then everything else.
-    let inits: Vec<u32> = cgroup::pids_in(&dirs)
-        .into_iter()
+    let inits: Vec<u32> = drivers
+        .iter()
+        .flat_map(|d| cgroup::pids_in(&d.dirs(&rel)))
         .map(|p| p as u32)
         .filter(|p| procfs::nested_pid(*p) == Some(1))
         .collect();
@@ -410,13 +421,17 @@ pub fn kill_instance(instance: &str) -> Result<()> {
         // SAFETY: kill with a PID read from the instance's own cgroups.
         unsafe { libc::kill(*pid as i32, libc::SIGKILL) };
     }
-    cgroup::kill_all_blocking(&*cgroups, &rel)?;
+    for d in &drivers {
+        cgroup::kill_all_blocking(&**d, &rel)?;
+    }
     for pid in inits {
         reap_if_ours(pid);
     }
-    cgroup::remove_dirs(&dirs)?;
-    for dir in cgroups.dirs(Path::new("forkr")) {
-        let _ = std::fs::remove_dir(dir); // still used by other instances: fine
+    for d in &drivers {
+        cgroup::remove_dirs(&d.dirs(&rel))?;
+        for dir in d.dirs(Path::new("forkr")) {
+            let _ = std::fs::remove_dir(dir); // still used by other instances: fine
+        }
     }
     Ok(())
 }

@@ -210,7 +210,7 @@ fn child_main(req: &ShimRequest, log: File, null: File, sync: OwnedFd) -> ! {
         Prepared::Tini { path, argv, envp } => {
             // SAFETY: writing a valid buffer to our own pipe.
             unsafe { libc::write(sync.as_raw_fd(), b"T".as_ptr().cast(), 1) };
-            let err = nix::unistd::execve(&path, &argv, &envp).unwrap_err();
+            let Err(err) = nix::unistd::execve(&path, &argv, &envp);
             report_error(&format!("starting {}: {}", path.to_string_lossy(), std::io::Error::from(err)))
         }
         Prepared::Builtin => builtin_init(sync),
