@@ -5,7 +5,7 @@
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::commands::{boxes, config, console, cp, docs, exec};
+use crate::commands::{base, boxes, config, console, cp, diff, docs, exec, snapshot};
 
 const CONNECTION_HELP: &str = "\
 Server URL, first match wins:
@@ -34,8 +34,10 @@ pub struct Cli {
     pub command: Command,
 }
 
-/// Flags every command accepts, before or after the command name.
+/// Flags every command accepts, before or after the command name. They get their own help section,
+/// so each command's own options come first in its `--help`.
 #[derive(Debug, Clone, Default, Args)]
+#[command(next_help_heading = "Global options")]
 pub struct GlobalArgs {
     /// API base URL (beats profiles and environment variables).
     #[arg(long, global = true, value_name = "URL")]
@@ -88,6 +90,12 @@ pub enum Command {
     /// Copy a file into or out of a box (one side is box:/path).
     #[command(visible_aliases = ["get", "put"])]
     Cp(cp::CpArgs),
+    /// Snapshots of a box's root filesystem: create, list, restore, delete.
+    Snapshot(snapshot::SnapshotArgs),
+    /// What changed in a box's root since a snapshot.
+    Diff(diff::DiffArgs),
+    /// Bases, the read-only templates boxes are cloned from.
+    Base(base::BaseArgs),
     /// Read and write the local setup config (.forkr/config.yaml).
     Config(config::ConfigArgs),
     /// Print the "Using forkr" guide.
@@ -178,17 +186,47 @@ mod tests {
         assert_eq!(kind(&["cp", "a:/x"]), clap::error::ErrorKind::MissingRequiredArgument);
         assert_eq!(kind(&["frobnicate"]), clap::error::ErrorKind::InvalidSubcommand);
         assert_eq!(kind(&["config", "set", "profile"]), clap::error::ErrorKind::MissingRequiredArgument);
+        assert_eq!(kind(&["snapshot", "create"]), clap::error::ErrorKind::MissingRequiredArgument);
+        assert_eq!(kind(&["snapshot", "restore", "web"]), clap::error::ErrorKind::MissingRequiredArgument);
+        assert_eq!(kind(&["diff", "file", "web"]), clap::error::ErrorKind::MissingRequiredArgument);
+        assert_eq!(kind(&["base", "import", "b"]), clap::error::ErrorKind::MissingRequiredArgument);
+        assert_eq!(kind(&["base", "save", "b"]), clap::error::ErrorKind::MissingRequiredArgument);
     }
 
     #[test]
     fn help_snapshots() {
         let mut root = Cli::command().term_width(100);
         insta::assert_snapshot!("help", root.render_help().to_string());
-        for name in ["create", "exec", "delete", "cp", "logs", "update", "config"] {
+        let names = [
+            "create",
+            "exec",
+            "delete",
+            "cp",
+            "logs",
+            "update",
+            "config",
+            "snapshot",
+            "snapshot create",
+            "diff",
+            "diff file",
+            "base",
+            "base show",
+            "base import",
+            "base build",
+            "base delete",
+        ];
+        for name in names {
             let mut root = Cli::command().term_width(100);
-            let sub = root.find_subcommand_mut(name).unwrap_or_else(|| panic!("{name}"));
+            root.build();
+            let mut sub = &root;
+            for word in name.split(' ') {
+                sub = sub.find_subcommand(word).unwrap_or_else(|| panic!("{name}"));
+            }
             let mut sub = sub.clone().bin_name(format!("4kr {name}"));
-            insta::assert_snapshot!(format!("help_{name}"), sub.render_help().to_string());
+            insta::assert_snapshot!(
+                format!("help_{}", name.replace(' ', "_")),
+                sub.render_help().to_string()
+            );
         }
     }
 }

@@ -285,6 +285,7 @@ pub(crate) mod tests {
             size: Some(size),
             arch: "x86_64".into(),
             created_at: "2026-01-01T12:00:00Z".into(),
+            tags: vec![],
         }
     }
 

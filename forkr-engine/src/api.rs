@@ -266,6 +266,8 @@ pub struct BaseVersion {
     pub size: Option<u64>,
     pub arch: String,
     pub created_at: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
 }
 
 /// A base name with its versions (`base show`); `base list` returns these with the newest version.
@@ -367,6 +369,9 @@ pub struct FileDiff {
 pub struct SaveBase {
     pub project: String,
     pub r#box: String,
+    /// Ownership tags for the new version.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
 }
 
 /// `POST /bases/{name}/build`: run `script` in a transient box on `parent`, save the result.
@@ -377,6 +382,9 @@ pub struct BuildBase {
     /// Parent base (default `box-base`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parent: Option<String>,
+    /// Ownership tags for the new version.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
 }
 
 /// Result of a script build.
@@ -515,4 +523,33 @@ pub struct VolumeBackupInfo {
     pub size: u64,
     /// RFC3339 (when the archive was finished).
     pub created_at: String,
+}
+
+/// `POST /projects/{p}/lock`: take the project's apply lock.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LockRequest {
+    /// Who holds it (shown to others who find it taken), e.g. `4kr apply on host (pid 123)`.
+    pub holder: String,
+    /// Seconds until the lock expires unless refreshed (1–3600).
+    pub ttl_seconds: u64,
+    /// With a saved plan: the fingerprint it was made against. The lock is refused with 409
+    /// `stale_plan` when the server's state no longer matches.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fingerprint: Option<String>,
+    /// What `fingerprint` covers (from the plan).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Object)]
+    pub scope: Option<crate::plan::FingerprintScope>,
+}
+
+/// A held lock.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct LockInfo {
+    pub project: String,
+    /// Pass to refresh and release.
+    pub id: String,
+    pub holder: String,
+    /// RFC3339.
+    pub expires_at: String,
 }

@@ -24,11 +24,7 @@ pub fn load_or_create_token(path: &Path) -> anyhow::Result<String> {
             return Ok(t);
         }
     }
-    let mut bytes = [0u8; 32];
-    std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut bytes))
-        .map_err(|e| anyhow::anyhow!("reading /dev/urandom for a token: {e}"))?;
-    let token = hex::encode(bytes);
+    let token = forkr_engine::engine::random_hex(32)?;
     let tmp = path.with_extension("tmp");
     let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
     writeln!(f, "{token}")?;

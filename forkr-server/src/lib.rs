@@ -28,7 +28,7 @@ pub const JSON_LIMIT: usize = 1 << 20;
 
 /// The full API router.
 pub fn router(state: Arc<AppState>) -> Router {
-    use routes::{bases, boxes, exec, files, snapshots};
+    use routes::{bases, boxes, exec, files, snapshots, workspace};
     let box_path = "/v1/projects/{project}/boxes/{name}";
     let api = Router::new()
         .route("/v1/projects/{project}/boxes", get(boxes::list).post(boxes::create))
@@ -49,6 +49,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route(&format!("{box_path}/snapshots/{{snapshot}}/restore"), post(snapshots::restore))
         .route(&format!("{box_path}/diff/status"), get(snapshots::diff_status))
         .route(&format!("{box_path}/diff/file"), get(snapshots::diff_file))
+        .route("/v1/projects/{project}/state", get(workspace::state))
+        .route("/v1/projects/{project}/lock", post(workspace::lock))
+        .route("/v1/projects/{project}/lock/{id}/refresh", post(workspace::refresh))
+        .route("/v1/projects/{project}/lock/{id}", axum::routing::delete(workspace::release))
         .route("/v1/bases", get(bases::list))
         .route("/v1/bases/{name}", get(bases::show).delete(bases::delete))
         .route("/v1/bases/{name}/save", post(bases::save))

@@ -4,7 +4,7 @@ use axum::Json;
 use utoipa::OpenApi;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 
-use crate::routes::{bases, boxes, exec, files, snapshots};
+use crate::routes::{bases, boxes, exec, files, snapshots, workspace};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -13,7 +13,8 @@ use crate::routes::{bases, boxes, exec, files, snapshots};
         boxes::list, boxes::create, boxes::show, boxes::update, boxes::delete, boxes::stop, boxes::resume,
         exec::exec, exec::ps, exec::logs, files::get, files::put, bases::list, bases::show, bases::import,
         bases::save, bases::build, bases::delete, snapshots::list, snapshots::create, snapshots::restore,
-        snapshots::delete, snapshots::diff_status, snapshots::diff_file,
+        snapshots::delete, snapshots::diff_status, snapshots::diff_file, workspace::state, workspace::lock,
+        workspace::refresh, workspace::release,
     ),
     components(schemas(forkr_engine::api::ErrorBody, forkr_engine::api::ErrorDetail, forkr_engine::api::BgStarted)),
     modifiers(&Security),

@@ -151,7 +151,8 @@ mod tests {
 
     #[test]
     fn file_status_and_diff() {
-        let mut d = FileDiff { path: "/etc/x".into(), against: "v1".into(), status: FileStatus::Added, diff: None };
+        let mut d =
+            FileDiff { path: "/etc/x".into(), against: "v1".into(), status: FileStatus::Added, diff: None };
         assert_eq!(render_file(&d), "/etc/x: added (against v1)\n");
         d.status = FileStatus::Modified;
         d.diff = Some("--- /etc/x (v1)\n+++ /etc/x (live)\n@@ -1 +1 @@\n-a\n+b".into());
@@ -168,6 +169,9 @@ mod tests {
             assert_eq!(e.message(), format!("path {bad:?} must be absolute"));
         }
         assert!(check_path("/etc/x").is_ok());
-        assert_eq!(check_path("./etc/x").unwrap_err().help.as_deref(), Some("give the path from the box's root, e.g. /etc/x"));
+        assert_eq!(
+            check_path("./etc/x").unwrap_err().help.as_deref(),
+            Some("give the path from the box's root, e.g. /etc/x")
+        );
     }
 }

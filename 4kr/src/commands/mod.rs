@@ -1,13 +1,17 @@
 //! One module per command group. Each exposes its clap `Args` and an async `run` returning the exit
 //! code (0 on success; exec and ps pass the remote command's code through).
 
+pub mod base;
 pub mod boxes;
 pub mod config;
 pub mod console;
 pub mod cp;
+pub mod diff;
+pub mod dockerfile;
 pub mod docs;
 pub mod ephemeral;
 pub mod exec;
+pub mod snapshot;
 
 use crate::cli::Command;
 use crate::ctx::Ctx;
@@ -28,6 +32,9 @@ pub async fn run(ctx: &Ctx, command: Command) -> Result<i32> {
         Command::Ps(a) => exec::ps(ctx, a).await,
         Command::Logs(a) => exec::logs(ctx, a).await,
         Command::Cp(a) => cp::cp(ctx, a).await,
+        Command::Snapshot(a) => snapshot::run(ctx, a).await,
+        Command::Diff(a) => diff::run(ctx, a).await,
+        Command::Base(a) => base::run(ctx, a).await,
         Command::Config(a) => config::run(ctx, a),
         Command::Docs(a) => docs::run(a),
     }

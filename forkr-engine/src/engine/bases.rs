@@ -28,6 +28,8 @@ pub struct BaseImport {
     pub parent: Option<String>,
     /// A `.tar.gz` of a root filesystem, already spooled to a local file.
     pub tarball: PathBuf,
+    /// Ownership tags for the new version.
+    pub tags: Vec<String>,
 }
 
 fn to_api(r: &BaseRow) -> BaseVersion {
@@ -41,6 +43,7 @@ fn to_api(r: &BaseRow) -> BaseVersion {
         size: r.size,
         arch: r.arch.clone(),
         created_at: r.created_at.clone(),
+        tags: r.tags.clone(),
     }
 }
 
@@ -250,6 +253,8 @@ impl Engine {
                         size: None,
                         arch,
                         created_at: String::new(),
+                        tags: req.tags.clone(),
+                        script: None,
                     },
                 )
             });
@@ -302,6 +307,15 @@ impl Engine {
     }
 }
 
+/// How a version saved from a box root is described.
+struct NewVersion {
+    kind: &'static str,
+    builder: String,
+    tag: Option<String>,
+    tags: Vec<String>,
+    script: Option<String>,
+}
+
 /// The project transient build boxes live in.
 pub const BUILD_PROJECT: &str = "forkr-builds";
 
@@ -312,29 +326,23 @@ impl Engine {
         name: &str,
         project: &str,
         box_name: &str,
+        tags: Vec<String>,
     ) -> Result<BaseVersion> {
         validate(NameKind::Base, name)?;
         validate(NameKind::Project, project)?;
         validate(NameKind::Box, box_name)?;
         let _g = self.lock_box(project, box_name).await;
         let src = self.require_box(project, box_name)?;
-        let row =
-            self.save_root_as_base(name, &src, "save", format!("box:{project}/{box_name}"), None).await?;
+        let meta = NewVersion { kind: "save", builder: format!("box:{project}/{box_name}"), tag: None, tags, script: None };
+        let row = self.save_root_as_base(name, &src, meta).await?;
         self.measure_base(row.version.clone());
         Ok(to_api(&row))
     }
 
-    async fn save_root_as_base(
-        self: &Arc<Self>,
-        name: &str,
-        src: &crate::store::BoxRow,
-        kind: &str,
-        builder: String,
-        tag: Option<String>,
-    ) -> Result<BaseRow> {
+    async fn save_root_as_base(self: &Arc<Self>, name: &str, src: &crate::store::BoxRow, meta: NewVersion) -> Result<BaseRow> {
         let this = self.clone();
         let root = self.layout.root(&src.project, &src.name);
-        let (name, kind, parent) = (name.to_owned(), kind.to_owned(), src.base.clone());
+        let (name, parent) = (name.to_owned(), src.base.clone());
         blocking(move || {
             if !this.storage.is_subvolume(&root) {
                 return Err(Error::new(
@@ -352,13 +360,15 @@ impl Engine {
                     BaseRow {
                         version,
                         alias: name.clone(),
-                        kind,
-                        tag,
-                        builder,
+                        kind: meta.kind.to_owned(),
+                        tag: meta.tag,
+                        builder: meta.builder,
                         parent: this.store.get_base_version(&parent)?.map(|p| p.version),
                         size: None,
                         arch,
                         created_at: String::new(),
+                        tags: meta.tags,
+                        script: meta.script,
                     },
                 )
             });
@@ -407,7 +417,7 @@ impl Engine {
             ..Default::default()
         };
         self.create_box(BUILD_PROJECT, create).await?;
-        let result = self.run_build(name, &box_name, &req.script, tag).await;
+        let result = self.run_build(name, &box_name, &req, tag).await;
         let _ = self.delete_box(BUILD_PROJECT, &box_name, true).await;
         result
     }
@@ -416,9 +426,10 @@ impl Engine {
         self: &Arc<Self>,
         name: &str,
         box_name: &str,
-        script: &str,
+        build: &crate::api::BuildBase,
         tag: String,
     ) -> Result<crate::api::BuildResult> {
+        let script = build.script.as_str();
         const SCRIPT: &str = "/.forkr-build.sh";
         let root = self.layout.root(BUILD_PROJECT, box_name);
         let (r2, s2) = (root.clone(), script.to_owned());
@@ -453,7 +464,14 @@ impl Engine {
                 Err(e) => Err(Error::io("removing the build script", e)),
             })
             .await?;
-            let saved = self.save_root_as_base(name, &r, "script", "script".into(), Some(tag)).await?;
+            let meta = NewVersion {
+                kind: "script",
+                builder: "script".into(),
+                tag: Some(tag),
+                tags: build.tags.clone(),
+                script: Some(build.script.clone()),
+            };
+            let saved = self.save_root_as_base(name, &r, meta).await?;
             self.measure_base(saved.version.clone());
             Ok(crate::api::BuildResult { version: to_api(&saved), unchanged: false, log })
         }

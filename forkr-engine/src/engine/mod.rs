@@ -29,6 +29,7 @@ mod diff;
 mod env;
 pub mod fs;
 mod reconcile;
+mod workspace;
 mod snapshots;
 mod volumes;
 pub use reconcile::Reconciled;
@@ -89,6 +90,13 @@ pub(crate) fn now() -> String {
 
 pub(crate) fn key(project: &str, name: &str) -> BoxKey {
     BoxKey { project: project.to_owned(), name: name.to_owned() }
+}
+
+/// `n` random bytes from the kernel, hex-encoded (tokens, lock ids).
+pub fn random_hex(n: usize) -> Result<String> {
+    let mut buf = vec![0u8; n];
+    getrandom::fill(&mut buf).map_err(|e| Error::internal(format!("no randomness from the kernel: {e}")))?;
+    Ok(hex::encode(buf))
 }
 
 /// Runs blocking work (btrfs ioctls, tree walks, file I/O) off the async workers.

@@ -204,10 +204,11 @@ fn rfc3339(t: std::time::SystemTime) -> String {
     chrono::DateTime::<chrono::Utc>::from(t).to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
-/// Writes a `.tar.gz` of the tree `src` to the (already created) file `out`: relative paths,
-/// modes, owners and mtimes, symlinks as links. Sockets are skipped (they cannot be archived and
-/// mean nothing without their process); nested subvolumes appear as the empty directories a
-/// snapshot shows for them.
+/// Writes a `.tar.gz` of the tree `src` to the (already created) file `out`: regular files,
+/// directories and symlinks (as links), with relative paths, modes, owners and mtimes. Sockets,
+/// FIFOs and device nodes are skipped: sockets cannot be archived, and the extractor shared with
+/// base imports skips devices and would turn a FIFO into a regular file. Nested subvolumes appear
+/// as the empty directories a snapshot shows for them.
 fn write_backup(src: &Path, out: &Path) -> std::io::Result<()> {
     let file = std::fs::OpenOptions::new().write(true).truncate(true).open(out)?;
     let gz = flate2::write::GzEncoder::new(std::io::BufWriter::new(file), flate2::Compression::fast());
@@ -221,7 +222,7 @@ fn write_backup(src: &Path, out: &Path) -> std::io::Result<()> {
         // Reversed so the stack pops directories in name order (a stable archive for equal trees).
         for entry in entries.into_iter().rev() {
             let kind = entry.file_type()?;
-            if std::os::unix::fs::FileTypeExt::is_socket(&kind) {
+            if !(kind.is_dir() || kind.is_file() || kind.is_symlink()) {
                 continue;
             }
             let child = rel.join(entry.file_name());
@@ -956,5 +957,387 @@ fn snapshot_info(r: &VolumeSnapshotRow) -> VolumeSnapshotInfo {
         size: r.size,
         created_at: r.created_at.clone(),
         description: r.description.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::os::unix::fs::PermissionsExt as _;
+    use std::process::{Child, Command};
+
+    use super::*;
+    use crate::api::BoxStatus;
+    use crate::engine::Config;
+    use crate::runtime::local::{Local, LocalConfig};
+    use crate::storage::btrfs::Btrfs;
+    use crate::storage::test_support::TestFs;
+    use crate::store::Store;
+
+    /// An engine over a real btrfs image and the real local runtime. No test here starts a box
+    /// (that needs the shim and is covered end to end); "running" boxes are stood in for by real
+    /// processes whose PID and start time the box row carries, which is all `is_alive` reads.
+    struct Env {
+        engine: Arc<Engine>,
+        _fs: TestFs,
+    }
+
+    fn env() -> Env {
+        let fs = TestFs::new();
+        let layout = fs.layout();
+        let runtime =
+            Local::new(LocalConfig { shim: "/bin/true".into(), instance: format!("voltest{}", std::process::id()) })
+                .unwrap();
+        let engine = Engine::new(
+            Config::new(layout.data_dir()),
+            Arc::new(Btrfs::new()),
+            Arc::new(runtime),
+            Store::in_memory().unwrap(),
+        );
+        Env { engine: Arc::new(engine), _fs: fs }
+    }
+
+    /// A real process standing in for a box's PID 1; killed and reaped on drop.
+    struct Pid1(Child);
+
+    impl Pid1 {
+        fn spawn() -> Pid1 {
+            Pid1(Command::new("sleep").arg("600").spawn().unwrap())
+        }
+        fn running(&self) -> (u32, u64) {
+            let pid = self.0.id();
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+            let after = &stat[stat.rfind(')').unwrap() + 2..];
+            (pid, after.split_whitespace().nth(19).unwrap().parse().unwrap())
+        }
+    }
+
+    impl Drop for Pid1 {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+
+    fn box_row(name: &str, data: Vec<DataMount>, pid: Option<(u32, u64)>) -> BoxRow {
+        BoxRow {
+            project: "p".into(),
+            name: name.into(),
+            base: "box-base".into(),
+            forked_from: None,
+            desired: if pid.is_some() { BoxStatus::Running } else { BoxStatus::Stopped },
+            pid,
+            port: 8080,
+            cpus: 1.0,
+            ram_mb: 256,
+            storage_gb: 1.0,
+            grace_seconds: 1,
+            env: BTreeMap::new(),
+            tags: vec![],
+            data,
+            created_at: now(),
+            updated_at: now(),
+            started_at: None,
+        }
+    }
+
+    fn mount(name: &str, path: &str, read_only: bool) -> DataMount {
+        DataMount { name: name.into(), path: path.into(), read_only }
+    }
+
+    fn create(name: &str, size: Option<u64>) -> CreateVolume {
+        CreateVolume { name: name.into(), size_bytes: size, tags: vec![] }
+    }
+
+    /// Writes `mib` MiB to `path` and syncs, so a quota is checked.
+    fn write_mib(path: &Path, mib: usize) -> std::io::Result<()> {
+        let mut f = std::fs::File::create(path)?;
+        let chunk = vec![0xa5u8; 1 << 20];
+        for _ in 0..mib {
+            f.write_all(&chunk)?;
+        }
+        f.sync_all()
+    }
+
+    fn read(path: &Path) -> String {
+        std::fs::read_to_string(path).unwrap_or_else(|e| format!("<{e}>"))
+    }
+
+    #[tokio::test]
+    async fn create_show_update_delete_with_an_enforced_size() {
+        let env = env();
+        let e = &env.engine;
+        let info = e.create_volume("p", create("data", Some(4 << 20))).await.unwrap();
+        assert_eq!((info.size_bytes, info.size_enforced), (Some(4 << 20), true));
+        let dir = e.layout.volume("p", "data");
+        let err = write_mib(&dir.join("big"), 16).unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(libc::EDQUOT), "{err}");
+        std::fs::remove_file(dir.join("big")).unwrap();
+
+        assert_eq!(e.create_volume("p", create("data", None)).await.unwrap_err().kind(), ErrorKind::Conflict);
+        assert_eq!(e.create_volume("p", create("Bad", None)).await.unwrap_err().code(), "invalid_name");
+        assert_eq!(e.create_volume("p", create("tiny", Some(4096))).await.unwrap_err().code(), "invalid_size");
+        // The same name in another project is another volume.
+        e.create_volume("q", create("data", None)).await.unwrap();
+
+        std::fs::write(dir.join("small"), vec![7u8; 64 << 10]).unwrap();
+        nix::unistd::sync();
+        let shown = e.get_volume("p", "data").await.unwrap();
+        assert!(shown.used_bytes.is_some_and(|u| u >= 64 << 10), "{shown:?}");
+        let listed = e.list_volumes("p").unwrap();
+        assert_eq!(listed.len(), 1);
+        assert_eq!(listed[0].used_bytes, None);
+
+        let req = UpdateVolume { size_bytes: Some(64 << 20), tags: Some(vec!["t".into()]) };
+        let updated = e.update_volume("p", "data", req).await.unwrap();
+        assert_eq!((updated.size_bytes, updated.tags.clone()), (Some(64 << 20), vec!["t".to_owned()]));
+        write_mib(&dir.join("big"), 16).unwrap();
+        let err = e.update_volume("p", "data", UpdateVolume::default()).await.unwrap_err();
+        assert_eq!(err.code(), "no_updates");
+
+        let gone = e.delete_volume("p", "data", false).await.unwrap();
+        assert!(gone.deleted && gone.detached_from.is_empty());
+        assert!(!dir.exists());
+        assert!(!e.delete_volume("p", "data", false).await.unwrap().deleted, "delete is idempotent");
+        assert_eq!(e.get_volume("p", "data").await.unwrap_err().kind(), ErrorKind::NotFound);
+        assert!(e.get_volume("q", "data").await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn snapshot_restore_round_trip_and_refused_under_a_running_box() {
+        let env = env();
+        let e = &env.engine;
+        e.create_volume("p", create("pg", Some(8 << 20))).await.unwrap();
+        let dir = e.layout.volume("p", "pg");
+        std::fs::write(dir.join("a"), "1").unwrap();
+        let v0 = e.create_volume_snapshot("p", "pg", CreateSnapshot::default()).await.unwrap();
+        assert_eq!(v0.name, "v0");
+        std::fs::write(dir.join("a"), "2").unwrap();
+        std::fs::write(dir.join("b"), "new").unwrap();
+        let named = CreateSnapshot { name: Some("two".into()), description: "after".into() };
+        e.create_volume_snapshot("p", "pg", named.clone()).await.unwrap();
+        assert_eq!(e.create_volume_snapshot("p", "pg", named).await.unwrap_err().kind(), ErrorKind::Conflict);
+        assert_eq!(e.create_volume_snapshot("p", "pg", CreateSnapshot::default()).await.unwrap().name, "v1");
+        // Snapshots are read-only.
+        assert!(std::fs::write(e.layout.volume_checkpoints("p", "pg").join("v0/a"), "x").is_err());
+
+        // A running box that mounts it (even read-only) blocks the restore; a stopped one does not.
+        let pid1 = Pid1::spawn();
+        e.store.insert_box(&box_row("web", vec![mount("pg", "/data", true)], Some(pid1.running()))).unwrap();
+        let err = e.restore_volume_snapshot("p", "pg", "v0").await.unwrap_err();
+        assert_eq!((err.kind(), err.code()), (ErrorKind::Conflict, "volume_in_use"));
+        assert!(err.message().contains("web") && err.message().contains("4kr stop web"), "{}", err.message());
+        drop(pid1);
+
+        let info = e.restore_volume_snapshot("p", "pg", "v0").await.unwrap();
+        assert_eq!(read(&dir.join("a")), "1");
+        assert!(!dir.join("b").exists());
+        assert!(info.size_enforced, "the limit is put on the restored subvolume again");
+        let err = write_mib(&dir.join("big"), 32).unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(libc::EDQUOT), "{err}");
+        std::fs::remove_file(dir.join("big")).unwrap();
+        // Restoring "two" brings the later state back: restores keep every snapshot.
+        e.restore_volume_snapshot("p", "pg", "two").await.unwrap();
+        assert_eq!((read(&dir.join("a")).as_str(), read(&dir.join("b")).as_str()), ("2", "new"));
+
+        let names: Vec<_> = e.list_volume_snapshots("p", "pg").unwrap().into_iter().map(|s| s.name).collect();
+        assert_eq!(names, ["v0", "two", "v1"]);
+        assert_eq!(e.restore_volume_snapshot("p", "pg", "nope").await.unwrap_err().kind(), ErrorKind::NotFound);
+        e.delete_volume_snapshot("p", "pg", "v0").await.unwrap();
+        assert!(!e.layout.volume_checkpoints("p", "pg").join("v0").exists());
+        assert_eq!(e.list_volume_snapshots("p", "pg").unwrap().len(), 2);
+        assert!(e.layout.scratch().read_dir().unwrap().next().is_none(), "scratch left behind");
+    }
+
+    /// A small tree with every kind of entry a volume may hold.
+    fn fill(dir: &Path) -> std::os::unix::net::UnixListener {
+        std::fs::create_dir_all(dir.join("sub/deeper")).unwrap();
+        std::fs::create_dir(dir.join("empty")).unwrap();
+        std::fs::write(dir.join("sub/deeper/file"), "deep").unwrap();
+        std::fs::write(dir.join("secret"), "s").unwrap();
+        std::fs::set_permissions(dir.join("secret"), std::fs::Permissions::from_mode(0o640)).unwrap();
+        std::os::unix::fs::chown(dir.join("secret"), Some(1234), Some(5678)).unwrap();
+        std::os::unix::fs::symlink("sub/deeper/file", dir.join("link")).unwrap();
+        nix::unistd::mkfifo(&dir.join("fifo"), nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        std::os::unix::net::UnixListener::bind(dir.join("sock")).unwrap()
+    }
+
+    fn check_filled(dir: &Path) {
+        use std::os::unix::fs::MetadataExt as _;
+        assert_eq!(read(&dir.join("sub/deeper/file")), "deep");
+        assert!(dir.join("empty").is_dir());
+        let secret = std::fs::metadata(dir.join("secret")).unwrap();
+        assert_eq!((secret.mode() & 0o7777, secret.uid(), secret.gid()), (0o640, 1234, 5678));
+        assert_eq!(std::fs::read_link(dir.join("link")).unwrap(), Path::new("sub/deeper/file"));
+        assert!(std::fs::symlink_metadata(dir.join("fifo")).is_err(), "FIFOs are not archived");
+        assert!(std::fs::symlink_metadata(dir.join("sock")).is_err(), "sockets are not archived");
+    }
+
+    #[tokio::test]
+    async fn backup_round_trip_survives_the_volume() {
+        let env = env();
+        let e = &env.engine;
+        e.create_volume("p", create("files", None)).await.unwrap();
+        let dir = e.layout.volume("p", "files");
+        let _sock = fill(&dir);
+        let b0 = e.create_volume_backup("p", "files", CreateVolumeBackup::default()).await.unwrap();
+        assert_eq!(b0.name, "v0");
+        assert!(b0.size > 0);
+        let nightly = CreateVolumeBackup { name: Some("nightly".into()) };
+        e.create_volume_backup("p", "files", nightly.clone()).await.unwrap();
+        assert_eq!(e.create_volume_backup("p", "files", nightly).await.unwrap_err().kind(), ErrorKind::Conflict);
+        let hidden = CreateVolumeBackup { name: Some(".x".into()) };
+        assert_eq!(e.create_volume_backup("p", "files", hidden).await.unwrap_err().code(), "invalid_name");
+        let names: Vec<_> = e.list_volume_backups("p", "files").await.unwrap().into_iter().map(|b| b.name).collect();
+        assert_eq!(names.len(), 2);
+        assert!(names.contains(&"v0".to_owned()) && names.contains(&"nightly".to_owned()), "{names:?}");
+
+        // Changes are undone by a restore.
+        std::fs::write(dir.join("sub/deeper/file"), "changed").unwrap();
+        std::fs::write(dir.join("extra"), "x").unwrap();
+        e.restore_volume_backup("p", "files", "v0").await.unwrap();
+        check_filled(&dir);
+        assert!(!dir.join("extra").exists());
+
+        // Backups outlive the volume, and restoring one brings the volume back.
+        e.delete_volume("p", "files", false).await.unwrap();
+        assert_eq!(e.list_volume_backups("p", "files").await.unwrap().len(), 2);
+        let info = e.restore_volume_backup("p", "files", "nightly").await.unwrap();
+        assert_eq!(info.name, "files");
+        check_filled(&dir);
+        assert!(e.store.get_volume("p", "files").unwrap().is_some());
+
+        // A broken archive leaves the volume as it was.
+        let bad = e.layout.volume_backups("p", "files").join("bad.tar.gz");
+        std::fs::write(&bad, b"not a tarball").unwrap();
+        let err = e.restore_volume_backup("p", "files", "bad").await.unwrap_err();
+        assert_eq!(err.code(), "invalid_tarball");
+        check_filled(&dir);
+
+        assert_eq!(e.restore_volume_backup("p", "files", "nope").await.unwrap_err().kind(), ErrorKind::NotFound);
+        assert_eq!(e.list_volume_backups("p", "never").await.unwrap_err().kind(), ErrorKind::NotFound);
+        e.delete_volume_backup("p", "files", "bad").await.unwrap();
+        assert!(!bad.exists());
+        assert!(e.layout.scratch().read_dir().unwrap().next().is_none(), "scratch left behind");
+    }
+
+    #[tokio::test]
+    async fn delete_refuses_while_mounted_and_force_detaches() {
+        let env = env();
+        let e = &env.engine;
+        e.create_volume("p", create("shared", None)).await.unwrap();
+        e.create_volume("p", create("other", None)).await.unwrap();
+        e.create_volume_snapshot("p", "shared", CreateSnapshot::default()).await.unwrap();
+        let mounts = vec![mount("shared", "/srv", false), mount("other", "/other", false)];
+        e.store.insert_box(&box_row("web", mounts, None)).unwrap();
+        e.store.insert_box(&box_row("db", vec![mount("shared", "/data", true)], None)).unwrap();
+        let info = e.get_volume("p", "shared").await.unwrap();
+        let users: Vec<_> = info.mounted_by.iter().map(|m| (m.r#box.as_str(), m.read_only)).collect();
+        assert_eq!(users, [("db", true), ("web", false)]);
+
+        let err = e.delete_volume("p", "shared", false).await.unwrap_err();
+        assert_eq!((err.kind(), err.code()), (ErrorKind::Conflict, "volume_in_use"));
+        assert!(err.message().contains("db, web") && err.message().contains("--force"), "{}", err.message());
+        assert!(e.layout.volume("p", "shared").exists());
+
+        let gone = e.delete_volume("p", "shared", true).await.unwrap();
+        assert_eq!(gone.detached_from, ["db", "web"]);
+        assert!(!e.layout.volume("p", "shared").exists());
+        assert!(!e.layout.volume_checkpoints("p", "shared").exists());
+        assert_eq!(e.store.get_box("p", "web").unwrap().unwrap().data, [mount("other", "/other", false)]);
+        assert!(e.store.get_box("p", "db").unwrap().unwrap().data.is_empty());
+    }
+
+    #[test]
+    fn documented_mount_errors() {
+        let check = |mounts: &[DataMount]| check_mounts("p", mounts);
+        let err = |mounts: &[DataMount]| check(mounts).unwrap_err().message().to_owned();
+        assert!(err(&[mount("v", "data", false)]).contains("must be absolute"));
+        for forbidden in ["/proc", "/sys/x", "/dev/shm", "/run/x", "/etc", "/etc/app", "/volumes/v"] {
+            let m = err(&[mount("v", forbidden, false)]);
+            assert!(m.contains("cannot sit under"), "{forbidden}: {m}");
+        }
+        for system in ["/home", "/box", "/box/bin", "/box/proj/"] {
+            assert!(err(&[mount("v", system, false)]).contains("would hide the system volume"), "{system}");
+        }
+        for qualified in ["other:v", "p:v", "other.v"] {
+            let m = err(&[mount(qualified, "/d", false)]);
+            assert!(m.contains("can only mount volumes of its own project"), "{m}");
+        }
+        assert!(err(&[mount("Bad", "/d", false)]).contains("invalid volume name"));
+        assert!(err(&[mount("v", "/a", false), mount("v", "/b", true)]).contains("each mount name must be unique"));
+        let m = err(&[mount("v", "/data/", false), mount("w", "/data", false)]);
+        assert!(m.contains("each mount path must be unique"), "{m}");
+        assert!(check(&[mount("v", "/", false)]).is_err());
+
+        let ok = check(&[mount("v", "/srv/data/", true), mount("w", "/home/alice/w", false)]).unwrap();
+        assert_eq!(ok, [mount("v", "/srv/data", true), mount("w", "/home/alice/w", false)]);
+    }
+
+    #[test]
+    fn fork_mounts_are_copies_first() {
+        let inherited = [mount("pg", "/var/lib/pg", false), mount("assets", "/srv", true)];
+        let (mounts, copies) = plan_box_mounts("web2", vec![mount("extra", "/extra", false)], &inherited).unwrap();
+        assert_eq!(
+            mounts,
+            [mount("box-web2-pg", "/var/lib/pg", false), mount("box-web2-assets", "/srv", true), mount("extra", "/extra", false)]
+        );
+        assert_eq!(copies[1], VolumeCopy { source: "assets".into(), copy: "box-web2-assets".into() });
+        let clash = plan_box_mounts("web2", vec![mount("x", "/srv", false)], &inherited).unwrap_err();
+        assert!(clash.message().contains("each mount path must be unique"));
+        let long = "a".repeat(55);
+        let e = plan_box_mounts(&long, vec![], &inherited).unwrap_err();
+        assert!(e.message().contains("use a shorter box name"), "{}", e.message());
+        assert_eq!(next_auto_name(["v0", "v7", "x", "v2"]), "v8");
+        assert_eq!(next_auto_name([]), "v0");
+    }
+
+    #[tokio::test]
+    async fn fork_copies_are_independent_snapshots() {
+        let env = env();
+        let e = &env.engine;
+        e.create_volume("p", create("pg", Some(16 << 20))).await.unwrap();
+        std::fs::write(e.layout.volume("p", "pg").join("db"), "source").unwrap();
+        let copies = vec![VolumeCopy { source: "pg".into(), copy: "box-web2-pg".into() }];
+        e.make_volume_copies("p", &copies).await.unwrap();
+        let copy = e.layout.volume("p", "box-web2-pg");
+        assert_eq!(read(&copy.join("db")), "source");
+        std::fs::write(copy.join("db"), "fork").unwrap();
+        assert_eq!(read(&e.layout.volume("p", "pg").join("db")), "source");
+        let row = e.store.get_volume("p", "box-web2-pg").unwrap().unwrap();
+        assert_eq!((row.copied_from.as_deref(), row.size_bytes, row.size_enforced), (Some("pg"), Some(16 << 20), true));
+
+        // A second copy of the same name is a conflict and leaves the first one alone.
+        let err = e.make_volume_copies("p", &copies).await.unwrap_err();
+        assert!(err.message().contains("the fork's copy of \"pg\""), "{}", err.message());
+        assert_eq!(read(&copy.join("db")), "fork");
+        // A failed batch removes the copies it made before failing.
+        let batch = vec![
+            VolumeCopy { source: "pg".into(), copy: "box-web3-pg".into() },
+            VolumeCopy { source: "gone".into(), copy: "box-web3-gone".into() },
+        ];
+        assert_eq!(e.make_volume_copies("p", &batch).await.unwrap_err().kind(), ErrorKind::NotFound);
+        assert!(e.store.get_volume("p", "box-web3-pg").unwrap().is_none());
+        assert!(!e.layout.volume("p", "box-web3-pg").exists());
+
+        e.remove_volume_copies("p", &copies).await;
+        assert!(!copy.exists() && e.store.get_volume("p", "box-web2-pg").unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn bind_mounts_mount_parents_first_and_need_the_volume() {
+        let env = env();
+        let e = &env.engine;
+        e.create_volume("p", create("outer", None)).await.unwrap();
+        e.create_volume("p", create("inner", None)).await.unwrap();
+        let row = box_row("web", vec![mount("inner", "/data/inner", true), mount("outer", "/data", false)], None);
+        let mounts = e.data_bind_mounts(&row).unwrap();
+        let got: Vec<_> = mounts.iter().map(|m| (m.target.as_str(), m.read_only, m.file)).collect();
+        assert_eq!(got, [("/data", false, false), ("/data/inner", true, false)]);
+        assert_eq!(mounts[0].source, e.layout.volume("p", "outer"));
+
+        e.delete_volume("p", "inner", true).await.unwrap();
+        let err = e.data_bind_mounts(&row).unwrap_err();
+        assert!(err.message().contains("\"inner\" (mounted at /data/inner) does not exist"), "{}", err.message());
     }
 }

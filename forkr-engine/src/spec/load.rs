@@ -81,6 +81,13 @@ pub fn workspace_files(root: &Path) -> std::io::Result<Vec<PathBuf>> {
     Ok(files)
 }
 
+/// The workspace root for a command run in `start`: the nearest ancestor (or `start` itself)
+/// whose `.forkr/` holds at least one workspace file. A `.forkr/` with only `config.yaml` (the CLI
+/// setup, e.g. in a home folder) does not make a workspace.
+pub fn find_workspace_root(start: &Path) -> Option<PathBuf> {
+    start.ancestors().find(|dir| workspace_files(dir).is_ok_and(|f| !f.is_empty())).map(Path::to_path_buf)
+}
+
 /// Loads the workspace rooted at `root` (the folder holding `.forkr/`).
 pub fn load_dir(root: &Path, opts: &LoadOptions) -> Result<Workspace, SpecErrors> {
     let files = match workspace_files(root) {

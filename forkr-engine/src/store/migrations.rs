@@ -73,6 +73,16 @@ const STEPS: &[&str] = &[
         PRIMARY KEY (project, volume, name),
         FOREIGN KEY (project, volume) REFERENCES volumes (project, name) ON DELETE CASCADE
     );",
+    // 3: ownership tags and build scripts on bases; per-project apply locks with an expiry, so a
+    // lock left by a killed client frees itself.
+    "ALTER TABLE bases ADD COLUMN tags TEXT NOT NULL DEFAULT '[]';
+    ALTER TABLE bases ADD COLUMN script TEXT;
+    CREATE TABLE locks (
+        project TEXT PRIMARY KEY,
+        id TEXT NOT NULL,
+        holder TEXT NOT NULL,
+        expires_at INTEGER NOT NULL
+    );",
 ];
 
 pub(super) fn run(conn: &mut Connection) -> Result<()> {

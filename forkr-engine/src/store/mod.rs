@@ -16,7 +16,10 @@ use rusqlite::{Connection, OptionalExtension, params};
 use crate::api::{BoxStatus, DataMount};
 use crate::{Error, Result};
 
+mod locks;
 mod migrations;
+
+pub use locks::LockRow;
 mod volumes;
 pub use volumes::{VolumeRow, VolumeSnapshotRow};
 
@@ -72,6 +75,10 @@ pub struct BaseRow {
     pub size: Option<u64>,
     pub arch: String,
     pub created_at: String,
+    /// Ownership tags (a workspace's `forkr.workspace=<id>`).
+    pub tags: Vec<String>,
+    /// The build script, for script builds (plans show a diff against it).
+    pub script: Option<String>,
 }
 
 /// The metadata database.
@@ -140,10 +147,12 @@ fn base_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<BaseRow> {
         size: r.get::<_, Option<i64>>(6)?.map(|s| s as u64),
         arch: r.get(7)?,
         created_at: r.get(8)?,
+        tags: from_json(&r.get::<_, String>(9)?),
+        script: r.get(10)?,
     })
 }
 
-const BASE_COLUMNS: &str = "version, alias, kind, tag, builder, parent, size, arch, created_at";
+const BASE_COLUMNS: &str = "version, alias, kind, tag, builder, parent, size, arch, created_at, tags, script";
 
 impl Store {
     /// Opens (creating if needed) the database at `path` and runs pending migrations.
@@ -342,7 +351,7 @@ impl Store {
     pub fn insert_base(&self, b: &BaseRow) -> Result<()> {
         self.conn()
             .execute(
-                &format!("INSERT INTO bases ({BASE_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"),
+                &format!("INSERT INTO bases ({BASE_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"),
                 params![
                     b.version,
                     b.alias,
@@ -352,7 +361,9 @@ impl Store {
                     b.parent,
                     b.size.map(|s| s as i64),
                     b.arch,
-                    b.created_at
+                    b.created_at,
+                    json(&b.tags),
+                    b.script,
                 ],
             )
             .map_err(|e| {
@@ -497,8 +508,11 @@ mod tests {
             size: None,
             arch: "x86_64".into(),
             created_at: "2026-01-01T00:00:00Z".into(),
+            tags: vec!["forkr.workspace=x".into()],
+            script: Some("echo hi".into()),
         };
         s.insert_base(&b).unwrap();
+        assert_eq!(s.get_base_version("box-base").unwrap().unwrap(), b);
         assert_eq!(s.insert_base(&b).unwrap_err().kind(), crate::ErrorKind::Conflict);
         let mut v2 = b.clone();
         v2.version = "box-base-v20260102000000".into();

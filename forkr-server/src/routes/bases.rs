@@ -46,6 +46,8 @@ pub async fn show(
 pub struct ImportQuery {
     /// Base to layer the tarball on.
     pub parent: Option<String>,
+    /// An ownership tag for the new version.
+    pub tag: Option<String>,
 }
 
 #[utoipa::path(post, path = "/v1/bases/{name}/import", tag = "bases", params(("name" = String, Path), ImportQuery),
@@ -81,7 +83,7 @@ pub async fn import(
     }
     f.flush().await.map_err(|e| Error::io("spooling upload", e))?;
     drop(f);
-    let v = s.engine.import_base(BaseImport { name, parent: q.parent, tarball: spool.clone() }).await?;
+    let v = s.engine.import_base(BaseImport { name, parent: q.parent, tarball: spool.clone(), tags: q.tag.into_iter().collect() }).await?;
     Ok((StatusCode::CREATED, ApiJson(v)))
 }
 
@@ -104,7 +106,7 @@ pub async fn save(
     ApiPath(name): ApiPath<String>,
     ApiJson(req): ApiJson<forkr_engine::api::SaveBase>,
 ) -> ApiResult<impl IntoResponse> {
-    Ok((StatusCode::CREATED, ApiJson(s.engine.save_base(&name, &req.project, &req.r#box).await?)))
+    Ok((StatusCode::CREATED, ApiJson(s.engine.save_base(&name, &req.project, &req.r#box, req.tags).await?)))
 }
 
 #[utoipa::path(post, path = "/v1/bases/{name}/build", tag = "bases", params(("name" = String, Path)),

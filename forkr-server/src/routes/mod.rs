@@ -4,3 +4,4 @@ pub mod boxes;
 pub mod exec;
 pub mod files;
 pub mod snapshots;
+pub mod workspace;

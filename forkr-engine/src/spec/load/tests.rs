@@ -130,6 +130,22 @@ fn load_dir_reads_forkr_folder_but_not_config() {
 }
 
 #[test]
+fn workspace_root_is_the_nearest_folder_with_workspace_files() {
+    let root = Root::new();
+    let home = root.path();
+    std::fs::create_dir_all(home.join(".forkr")).unwrap();
+    std::fs::write(home.join(".forkr/config.yaml"), "profile: x\n").unwrap();
+    let repo = home.join("repo");
+    std::fs::create_dir_all(repo.join(".forkr")).unwrap();
+    std::fs::create_dir_all(repo.join("src/deep")).unwrap();
+    std::fs::write(repo.join(".forkr/forkr.yaml"), "boxes: {}\n").unwrap();
+    assert_eq!(find_workspace_root(&repo.join("src/deep")), Some(repo.clone()));
+    assert_eq!(find_workspace_root(&repo), Some(repo));
+    // Only a setup config above: no workspace.
+    assert_eq!(find_workspace_root(&home.join("src")), None);
+}
+
+#[test]
 fn problems_in_many_files_are_all_reported_with_positions() {
     let root = Root::new();
     let e = err(root.load(&[
