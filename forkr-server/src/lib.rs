@@ -28,13 +28,15 @@ pub const JSON_LIMIT: usize = 1 << 20;
 
 /// The full API router.
 pub fn router(state: Arc<AppState>) -> Router {
-    use routes::{bases, boxes, exec, files, snapshots, workspace};
+    use routes::{bases, boxes, exec, files, snapshots, volumes, workspace};
     let box_path = "/v1/projects/{project}/boxes/{name}";
+    let vol_path = "/v1/projects/{project}/volumes/{volume}";
     let api = Router::new()
         .route("/v1/projects/{project}/boxes", get(boxes::list).post(boxes::create))
         .route(box_path, get(boxes::show).patch(boxes::update).delete(boxes::delete))
         .route(&format!("{box_path}/stop"), post(boxes::stop))
         .route(&format!("{box_path}/resume"), post(boxes::resume))
+        .route(&format!("{box_path}/recreate"), post(boxes::recreate))
         .route(&format!("{box_path}/exec"), post(exec::exec))
         .route(&format!("{box_path}/exec/ws"), get(exec::exec_ws))
         .route(&format!("{box_path}/console"), get(exec::console))
@@ -42,7 +44,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route(&format!("{box_path}/logs"), get(exec::logs))
         .route(
             &format!("{box_path}/files"),
-            get(files::get).put(files::put).layer(DefaultBodyLimit::max(files::FILE_LIMIT)),
+            get(files::get).put(files::put).delete(files::delete).layer(DefaultBodyLimit::max(files::FILE_LIMIT)),
         )
         .route(&format!("{box_path}/snapshots"), get(snapshots::list).post(snapshots::create))
         .route(&format!("{box_path}/snapshots/{{snapshot}}"), axum::routing::delete(snapshots::delete))
@@ -53,6 +55,14 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/projects/{project}/lock", post(workspace::lock))
         .route("/v1/projects/{project}/lock/{id}/refresh", post(workspace::refresh))
         .route("/v1/projects/{project}/lock/{id}", axum::routing::delete(workspace::release))
+        .route("/v1/projects/{project}/volumes", get(volumes::list).post(volumes::create))
+        .route(vol_path, get(volumes::show).patch(volumes::update).delete(volumes::delete))
+        .route(&format!("{vol_path}/snapshots"), get(volumes::list_snapshots).post(volumes::create_snapshot))
+        .route(&format!("{vol_path}/snapshots/{{snapshot}}"), axum::routing::delete(volumes::delete_snapshot))
+        .route(&format!("{vol_path}/snapshots/{{snapshot}}/restore"), post(volumes::restore_snapshot))
+        .route(&format!("{vol_path}/backups"), get(volumes::list_backups).post(volumes::create_backup))
+        .route(&format!("{vol_path}/backups/{{backup}}"), axum::routing::delete(volumes::delete_backup))
+        .route(&format!("{vol_path}/backups/{{backup}}/restore"), post(volumes::restore_backup))
         .route("/v1/bases", get(bases::list))
         .route("/v1/bases/{name}", get(bases::show).delete(bases::delete))
         .route("/v1/bases/{name}/save", post(bases::save))

@@ -44,8 +44,61 @@ impl Engine {
         let requested = super::volumes::check_mounts(project, &req.data)?;
         let _g = self.lock_box(project, &req.name).await;
 
+        let (mut row, source_root) = self.new_row(project, &req)?;
+
+        // Data volumes: a fork gets copies of the source's volumes (`box-<name>-<vol>`), then the
+        // requested ones. Their locks are held until the box row names them, so a volume delete
+        // that runs meanwhile sees this box and refuses.
+        let inherited = std::mem::take(&mut row.data);
+        let (data, copies) = super::volumes::plan_box_mounts(&req.name, requested.clone(), &inherited)?;
+        row.data = data;
+        let names = row.data.iter().map(|m| m.name.clone()).chain(copies.iter().map(|c| c.source.clone()));
+        let volume_locks = self.lock_volumes(project, names.collect::<Vec<_>>()).await;
+        self.require_volumes(project, &requested)?;
+
+        // Claim the name first: a concurrent create of the same name fails here with a 409.
+        row.desired = BoxStatus::Stopped;
+        self.store.insert_box(&row)?;
+        if let Err(e) = self.make_volume_copies(project, &copies).await {
+            let _ = self.store.delete_box(project, &req.name);
+            return Err(e);
+        }
+        drop(volume_locks);
+        let root = self.layout.root(project, &req.name);
+        let made = {
+            let this = self.clone();
+            let (src, dst) = (source_root, root.clone());
+            blocking(move || {
+                if let Some(parent) = dst.parent() {
+                    std::fs::create_dir_all(parent)
+                        .map_err(|e| Error::io(format!("creating {}", parent.display()), e))?;
+                }
+                // A leftover from a crash at exactly this step would make the snapshot fail.
+                if this.storage.is_subvolume(&dst) {
+                    this.storage.delete_subvolume(&dst)?;
+                }
+                this.storage.snapshot(&src, &dst, false)
+            })
+            .await
+        };
+        let started = match made {
+            Ok(()) => self.start_box(&mut row).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = started.and_then(|_| self.store.update_box(&row)) {
+            self.undo_create(&row).await;
+            self.remove_volume_copies(project, &copies).await;
+            return Err(e);
+        }
+        Ok(self.info(&row))
+    }
+
+    /// The row a create request describes, and the subvolume its root is cloned from: the base's
+    /// newest matching version, or the source box's root for a fork (whose settings, env and tags
+    /// it inherits, overridden by the request). Also used by recreate for the settings.
+    pub(crate) fn new_row(&self, project: &str, req: &CreateBox) -> Result<(BoxRow, std::path::PathBuf)> {
         let t = now();
-        let (mut row, source_root) = if let Some(src_name) = &req.fork {
+        Ok(if let Some(src_name) = &req.fork {
             validate(NameKind::Box, src_name)?;
             if *src_name == req.name {
                 return Err(Error::bad_request("invalid_request", "cannot fork a box from itself"));
@@ -101,53 +154,7 @@ impl Engine {
                 started_at: None,
             };
             (row, self.layout.base(&base.version))
-        };
-
-        // Data volumes: a fork gets copies of the source's volumes (`box-<name>-<vol>`), then the
-        // requested ones. Their locks are held until the box row names them, so a volume delete
-        // that runs meanwhile sees this box and refuses.
-        let inherited = std::mem::take(&mut row.data);
-        let (data, copies) = super::volumes::plan_box_mounts(&req.name, requested.clone(), &inherited)?;
-        row.data = data;
-        let names = row.data.iter().map(|m| m.name.clone()).chain(copies.iter().map(|c| c.source.clone()));
-        let volume_locks = self.lock_volumes(project, names.collect::<Vec<_>>()).await;
-        self.require_volumes(project, &requested)?;
-
-        // Claim the name first: a concurrent create of the same name fails here with a 409.
-        row.desired = BoxStatus::Stopped;
-        self.store.insert_box(&row)?;
-        if let Err(e) = self.make_volume_copies(project, &copies).await {
-            let _ = self.store.delete_box(project, &req.name);
-            return Err(e);
-        }
-        drop(volume_locks);
-        let root = self.layout.root(project, &req.name);
-        let made = {
-            let this = self.clone();
-            let (src, dst) = (source_root, root.clone());
-            blocking(move || {
-                if let Some(parent) = dst.parent() {
-                    std::fs::create_dir_all(parent)
-                        .map_err(|e| Error::io(format!("creating {}", parent.display()), e))?;
-                }
-                // A leftover from a crash at exactly this step would make the snapshot fail.
-                if this.storage.is_subvolume(&dst) {
-                    this.storage.delete_subvolume(&dst)?;
-                }
-                this.storage.snapshot(&src, &dst, false)
-            })
-            .await
-        };
-        let started = match made {
-            Ok(()) => self.start_box(&mut row).await,
-            Err(e) => Err(e),
-        };
-        if let Err(e) = started.and_then(|_| self.store.update_box(&row)) {
-            self.undo_create(&row).await;
-            self.remove_volume_copies(project, &copies).await;
-            return Err(e);
-        }
-        Ok(self.info(&row))
+        })
     }
 
     /// Removes everything a failed create made (best effort; reconcile catches the rest).

@@ -44,7 +44,8 @@ impl Engine {
         blocking(move || fs::read_file(&dir, &rel, limit)).await
     }
 
-    /// `PUT …/files?path=&mode=`: writes a file atomically with the given mode.
+    /// `PUT …/files?path=&mode=&mkdirs=`: writes a file atomically with the given mode, creating
+    /// missing parent directories when `mkdirs` is set.
     pub async fn write_box_file(
         self: &Arc<Self>,
         project: &str,
@@ -52,9 +53,17 @@ impl Engine {
         path: &str,
         data: Vec<u8>,
         mode: u32,
+        mkdirs: bool,
     ) -> Result<()> {
         self.require_box(project, name)?;
         let (dir, rel) = self.file_target(project, name, path);
-        blocking(move || fs::write_file(&dir, &rel, &data, mode, false)).await
+        blocking(move || fs::write_file(&dir, &rel, &data, mode, mkdirs)).await
+    }
+
+    /// `DELETE …/files?path=`: removes a file (or an empty directory). A missing path is fine.
+    pub async fn delete_box_file(self: &Arc<Self>, project: &str, name: &str, path: &str) -> Result<()> {
+        self.require_box(project, name)?;
+        let (dir, rel) = self.file_target(project, name, path);
+        blocking(move || fs::remove(&dir, &rel)).await
     }
 }

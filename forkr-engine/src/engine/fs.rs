@@ -202,6 +202,42 @@ pub fn write_file(root: &Path, path: &str, data: &[u8], mode: u32, mkdirs: bool)
     Ok(())
 }
 
+/// Removes the file, symlink or empty directory `path` inside `root` (the link itself, never its
+/// target). A path that does not exist is not an error.
+pub fn remove(root: &Path, path: &str) -> Result<()> {
+    check_abs(path)?;
+    let trimmed = path.trim_end_matches('/');
+    let Some((parent, name)) = trimmed.rsplit_once('/').filter(|(_, n)| !n.is_empty() && *n != "." && *n != "..")
+    else {
+        return Err(Error::bad_request("invalid_path", format!("{path:?} does not name a file")));
+    };
+    let parent = if parent.is_empty() { "/" } else { parent };
+    let rootfd = open_dir(root)?;
+    let dir = match openat2_in(rootfd.as_raw_fd(), parent, libc::O_PATH | libc::O_DIRECTORY, 0) {
+        Ok(d) => d,
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(()),
+        Err(e) => return Err(map_open_err(parent, e)),
+    };
+    let c = cstr(name.as_bytes())?;
+    // SAFETY: valid directory fd and NUL-terminated name; unlinkat never follows the last component.
+    let mut rc = unsafe { libc::unlinkat(dir.as_raw_fd(), c.as_ptr(), 0) };
+    if rc < 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::EISDIR) {
+        // SAFETY: as above.
+        rc = unsafe { libc::unlinkat(dir.as_raw_fd(), c.as_ptr(), libc::AT_REMOVEDIR) };
+    }
+    if rc < 0 {
+        let e = std::io::Error::last_os_error();
+        return match e.raw_os_error() {
+            Some(libc::ENOENT) => Ok(()),
+            Some(libc::ENOTEMPTY) => {
+                Err(Error::bad_request("not_empty", format!("{path} is a directory that is not empty")))
+            }
+            _ => Err(Error::io(format!("removing {path} in the box"), e)),
+        };
+    }
+    Ok(())
+}
+
 /// Creates every missing directory of `path` inside the root fd, resolving each step in the root.
 fn mkdir_all(rootfd: &OwnedFd, path: &str) -> Result<()> {
     let mut cur = String::new();
@@ -257,6 +293,24 @@ mod tests {
             write_file(d.path(), "/nope/x", b"", 0o644, false).unwrap_err().kind(),
             crate::ErrorKind::NotFound
         );
+    }
+
+    #[test]
+    fn remove_files_links_and_dirs() {
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::write(outside.path().join("keep"), b"host").unwrap();
+        let d = tempfile::tempdir().unwrap();
+        write_file(d.path(), "/a/f", b"x", 0o644, true).unwrap();
+        std::os::unix::fs::symlink(outside.path().join("keep"), d.path().join("link")).unwrap();
+        remove(d.path(), "/a/f").unwrap();
+        assert!(!d.path().join("a/f").exists());
+        remove(d.path(), "/a/f").unwrap();
+        remove(d.path(), "/a").unwrap();
+        remove(d.path(), "/link").unwrap();
+        assert!(outside.path().join("keep").exists(), "removing a link must not touch its target");
+        write_file(d.path(), "/b/c", b"x", 0o644, true).unwrap();
+        assert_eq!(remove(d.path(), "/b").unwrap_err().code(), "not_empty");
+        assert!(remove(d.path(), "/").is_err());
     }
 
     #[test]

@@ -24,6 +24,7 @@ mod box_delete;
 mod box_exec;
 mod box_files;
 mod box_start;
+mod box_recreate;
 mod box_update;
 mod diff;
 mod env;

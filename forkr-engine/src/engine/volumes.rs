@@ -30,8 +30,8 @@ use std::sync::Arc;
 
 use super::{Engine, blocking, now};
 use crate::api::{
-    CreateSnapshot, CreateVolume, CreateVolumeBackup, DataMount, UpdateVolume, VolumeBackupInfo, VolumeDeleted,
-    VolumeInfo, VolumeMount, VolumeSnapshotInfo,
+    CreateSnapshot, CreateVolume, CreateVolumeBackup, DataMount, UpdateVolume, VolumeBackupInfo,
+    VolumeDeleted, VolumeInfo, VolumeMount, VolumeSnapshotInfo,
 };
 use crate::name::{NameKind, validate, validate_mount_path};
 use crate::runtime::BindMount;
@@ -124,7 +124,10 @@ pub(crate) fn check_mounts(project: &str, mounts: &[DataMount]) -> Result<Vec<Da
         if let Some(sys) = SYSTEM_MOUNTS.iter().find(|s| **s == path || s.starts_with(&format!("{path}/"))) {
             return Err(Error::bad_request(
                 "invalid_mount",
-                format!("mount path {path:?} would hide the system volume at {sys}; mount data volume {:?} elsewhere", m.name),
+                format!(
+                    "mount path {path:?} would hide the system volume at {sys}; mount data volume {:?} elsewhere",
+                    m.name
+                ),
             ));
         }
         out.push(DataMount { name: m.name.clone(), path: path.to_owned(), read_only: m.read_only });
@@ -245,7 +248,11 @@ impl Engine {
     }
 
     /// Locks several volumes of a project, in name order (duplicates once).
-    pub(crate) async fn lock_volumes(&self, project: &str, names: impl IntoIterator<Item = String>) -> VolumeLocks {
+    pub(crate) async fn lock_volumes(
+        &self,
+        project: &str,
+        names: impl IntoIterator<Item = String>,
+    ) -> VolumeLocks {
         let names: BTreeSet<String> = names.into_iter().collect();
         let mut guards = Vec::with_capacity(names.len());
         for n in names {
@@ -266,7 +273,12 @@ impl Engine {
         })
     }
 
-    fn require_volume_snapshot(&self, project: &str, volume: &str, snapshot: &str) -> Result<VolumeSnapshotRow> {
+    fn require_volume_snapshot(
+        &self,
+        project: &str,
+        volume: &str,
+        snapshot: &str,
+    ) -> Result<VolumeSnapshotRow> {
         self.store.list_volume_snapshots(project, volume)?.into_iter().find(|s| s.name == snapshot).ok_or_else(|| {
             Error::new(
                 ErrorKind::NotFound,
@@ -361,7 +373,8 @@ impl Engine {
         let size = req.size_bytes;
         let made = blocking(move || {
             if let Some(parent) = path.parent() {
-                std::fs::create_dir_all(parent).map_err(|e| Error::io(format!("creating {}", parent.display()), e))?;
+                std::fs::create_dir_all(parent)
+                    .map_err(|e| Error::io(format!("creating {}", parent.display()), e))?;
             }
             // A leftover of a crash between a delete's subvolume removal and its row removal.
             if this.storage.is_subvolume(&path) {
@@ -402,7 +415,12 @@ impl Engine {
 
     /// `PATCH /projects/{p}/volumes/{v}`: a new size limit (bigger or smaller: a limit below what
     /// is used only stops further writes) and/or new tags.
-    pub async fn update_volume(self: &Arc<Self>, project: &str, name: &str, req: UpdateVolume) -> Result<VolumeInfo> {
+    pub async fn update_volume(
+        self: &Arc<Self>,
+        project: &str,
+        name: &str,
+        req: UpdateVolume,
+    ) -> Result<VolumeInfo> {
         validate(NameKind::Volume, name)?;
         check_size(req.size_bytes)?;
         if req.size_bytes.is_none() && req.tags.is_none() {
@@ -427,7 +445,12 @@ impl Engine {
     /// mounts the volume, unless `force`, which also removes the mount from those boxes (running
     /// ones keep an empty mount point until they stop). Snapshots go with the volume; backups stay.
     /// A volume that does not exist is reported as `deleted: false`.
-    pub async fn delete_volume(self: &Arc<Self>, project: &str, name: &str, force: bool) -> Result<VolumeDeleted> {
+    pub async fn delete_volume(
+        self: &Arc<Self>,
+        project: &str,
+        name: &str,
+        force: bool,
+    ) -> Result<VolumeDeleted> {
         validate(NameKind::Project, project)?;
         validate(NameKind::Volume, name)?;
         // Box locks before the volume lock; if a box starts mounting the volume between reading the
@@ -505,7 +528,8 @@ impl Engine {
         let _g = self.lock_volume(project, volume).await;
         self.require_volume(project, volume)?;
         let existing = self.store.list_volume_snapshots(project, volume)?;
-        let name = req.name.clone().unwrap_or_else(|| next_auto_name(existing.iter().map(|s| s.name.as_str())));
+        let name =
+            req.name.clone().unwrap_or_else(|| next_auto_name(existing.iter().map(|s| s.name.as_str())));
         let row = VolumeSnapshotRow {
             project: project.to_owned(),
             volume: volume.to_owned(),
@@ -546,7 +570,12 @@ impl Engine {
     }
 
     /// `DELETE …/volumes/{v}/snapshots/{s}`.
-    pub async fn delete_volume_snapshot(self: &Arc<Self>, project: &str, volume: &str, snapshot: &str) -> Result<()> {
+    pub async fn delete_volume_snapshot(
+        self: &Arc<Self>,
+        project: &str,
+        volume: &str,
+        snapshot: &str,
+    ) -> Result<()> {
         validate(NameKind::Volume, volume)?;
         validate(NameKind::Snapshot, snapshot)?;
         let _g = self.lock_volume(project, volume).await;
@@ -596,7 +625,8 @@ impl Engine {
             if had {
                 std::fs::rename(&live, &old).map_err(|e| Error::io("moving the old volume aside", e))?;
             } else if let Some(parent) = live.parent() {
-                std::fs::create_dir_all(parent).map_err(|e| Error::io(format!("creating {}", parent.display()), e))?;
+                std::fs::create_dir_all(parent)
+                    .map_err(|e| Error::io(format!("creating {}", parent.display()), e))?;
             }
             if let Err(e) = std::fs::rename(fresh, &live) {
                 if had {
@@ -659,9 +689,13 @@ impl Engine {
             let dir = this.layout.volume_backups(&p, &v);
             std::fs::create_dir_all(&dir).map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
             let (done, partial) = Engine::backup_names(&dir)?;
-            let name = req.name.unwrap_or_else(|| next_auto_name(done.iter().chain(&partial).map(String::as_str)));
+            let name =
+                req.name.unwrap_or_else(|| next_auto_name(done.iter().chain(&partial).map(String::as_str)));
             if done.contains(&name) || partial.contains(&name) {
-                return Err(Error::conflict("conflict", format!("backup {name:?} already exists for volume {v:?}")));
+                return Err(Error::conflict(
+                    "conflict",
+                    format!("backup {name:?} already exists for volume {v:?}"),
+                ));
             }
             let partial = dir.join(format!(".{name}.partial"));
             std::fs::OpenOptions::new()
@@ -691,7 +725,8 @@ impl Engine {
                 let _ = std::fs::remove_file(&partial);
             }
             written?;
-            let meta = std::fs::metadata(&done).map_err(|e| Error::io(format!("reading {}", done.display()), e))?;
+            let meta =
+                std::fs::metadata(&done).map_err(|e| Error::io(format!("reading {}", done.display()), e))?;
             Ok(VolumeBackupInfo {
                 name,
                 volume: v,
@@ -704,7 +739,11 @@ impl Engine {
     }
 
     /// `GET …/volumes/{v}/backups`, oldest first. Works for a deleted volume whose backups remain.
-    pub async fn list_volume_backups(self: &Arc<Self>, project: &str, volume: &str) -> Result<Vec<VolumeBackupInfo>> {
+    pub async fn list_volume_backups(
+        self: &Arc<Self>,
+        project: &str,
+        volume: &str,
+    ) -> Result<Vec<VolumeBackupInfo>> {
         validate(NameKind::Project, project)?;
         validate(NameKind::Volume, volume)?;
         let exists = self.store.get_volume(project, volume)?.is_some();
@@ -749,20 +788,29 @@ impl Engine {
             return Err(Error::new(
                 ErrorKind::NotFound,
                 "not_found",
-                format!("backup {backup:?} of volume {volume:?} not found; see `4kr volume backups {volume}`"),
+                format!(
+                    "backup {backup:?} of volume {volume:?} not found; see `4kr volume backups {volume}`"
+                ),
             ));
         }
         Ok(path)
     }
 
     /// `DELETE …/volumes/{v}/backups/{b}`.
-    pub async fn delete_volume_backup(self: &Arc<Self>, project: &str, volume: &str, backup: &str) -> Result<()> {
+    pub async fn delete_volume_backup(
+        self: &Arc<Self>,
+        project: &str,
+        volume: &str,
+        backup: &str,
+    ) -> Result<()> {
         validate(NameKind::Project, project)?;
         validate(NameKind::Volume, volume)?;
         let _g = self.lock_volume(project, volume).await;
         let path = self.require_backup(project, volume, backup)?;
-        blocking(move || std::fs::remove_file(&path).map_err(|e| Error::io(format!("removing {}", path.display()), e)))
-            .await
+        blocking(move || {
+            std::fs::remove_file(&path).map_err(|e| Error::io(format!("removing {}", path.display()), e))
+        })
+        .await
     }
 
     /// `POST …/volumes/{v}/backups/{b}/restore`: replaces the volume's files with the archive's,
@@ -836,7 +884,11 @@ impl Engine {
     /// Makes the `--fork` copies: for each, the row (it claims the name) and then a writable
     /// snapshot of the source volume with the source's size limit. On failure everything made so
     /// far is removed again. The caller holds the locks of the sources and the copies.
-    pub(crate) async fn make_volume_copies(self: &Arc<Self>, project: &str, copies: &[VolumeCopy]) -> Result<()> {
+    pub(crate) async fn make_volume_copies(
+        self: &Arc<Self>,
+        project: &str,
+        copies: &[VolumeCopy],
+    ) -> Result<()> {
         for (i, c) in copies.iter().enumerate() {
             let made = self.make_volume_copy(project, c).await;
             if let Err(e) = made {
@@ -852,7 +904,10 @@ impl Engine {
             Error::new(
                 ErrorKind::NotFound,
                 "not_found",
-                format!("the source box mounts data volume {:?}, which no longer exists; it cannot be copied", c.source),
+                format!(
+                    "the source box mounts data volume {:?}, which no longer exists; it cannot be copied",
+                    c.source
+                ),
             )
         })?;
         let mut row = VolumeRow {
@@ -881,7 +936,8 @@ impl Engine {
         let (from, to) = (self.layout.volume(project, &c.source), self.layout.volume(project, &c.copy));
         let made = blocking(move || {
             if let Some(parent) = to.parent() {
-                std::fs::create_dir_all(parent).map_err(|e| Error::io(format!("creating {}", parent.display()), e))?;
+                std::fs::create_dir_all(parent)
+                    .map_err(|e| Error::io(format!("creating {}", parent.display()), e))?;
             }
             if this.storage.is_subvolume(&to) {
                 this.storage.delete_subvolume(&to)?;
@@ -985,9 +1041,11 @@ mod tests {
     fn env() -> Env {
         let fs = TestFs::new();
         let layout = fs.layout();
-        let runtime =
-            Local::new(LocalConfig { shim: "/bin/true".into(), instance: format!("voltest{}", std::process::id()) })
-                .unwrap();
+        let runtime = Local::new(LocalConfig {
+            shim: "/bin/true".into(),
+            instance: format!("voltest{}", std::process::id()),
+        })
+        .unwrap();
         let engine = Engine::new(
             Config::new(layout.data_dir()),
             Arc::new(Btrfs::new()),
@@ -1076,7 +1134,10 @@ mod tests {
 
         assert_eq!(e.create_volume("p", create("data", None)).await.unwrap_err().kind(), ErrorKind::Conflict);
         assert_eq!(e.create_volume("p", create("Bad", None)).await.unwrap_err().code(), "invalid_name");
-        assert_eq!(e.create_volume("p", create("tiny", Some(4096))).await.unwrap_err().code(), "invalid_size");
+        assert_eq!(
+            e.create_volume("p", create("tiny", Some(4096))).await.unwrap_err().code(),
+            "invalid_size"
+        );
         // The same name in another project is another volume.
         e.create_volume("q", create("data", None)).await.unwrap();
 
@@ -1142,7 +1203,10 @@ mod tests {
 
         let names: Vec<_> = e.list_volume_snapshots("p", "pg").unwrap().into_iter().map(|s| s.name).collect();
         assert_eq!(names, ["v0", "two", "v1"]);
-        assert_eq!(e.restore_volume_snapshot("p", "pg", "nope").await.unwrap_err().kind(), ErrorKind::NotFound);
+        assert_eq!(
+            e.restore_volume_snapshot("p", "pg", "nope").await.unwrap_err().kind(),
+            ErrorKind::NotFound
+        );
         e.delete_volume_snapshot("p", "pg", "v0").await.unwrap();
         assert!(!e.layout.volume_checkpoints("p", "pg").join("v0").exists());
         assert_eq!(e.list_volume_snapshots("p", "pg").unwrap().len(), 2);
@@ -1185,10 +1249,14 @@ mod tests {
         assert!(b0.size > 0);
         let nightly = CreateVolumeBackup { name: Some("nightly".into()) };
         e.create_volume_backup("p", "files", nightly.clone()).await.unwrap();
-        assert_eq!(e.create_volume_backup("p", "files", nightly).await.unwrap_err().kind(), ErrorKind::Conflict);
+        assert_eq!(
+            e.create_volume_backup("p", "files", nightly).await.unwrap_err().kind(),
+            ErrorKind::Conflict
+        );
         let hidden = CreateVolumeBackup { name: Some(".x".into()) };
         assert_eq!(e.create_volume_backup("p", "files", hidden).await.unwrap_err().code(), "invalid_name");
-        let names: Vec<_> = e.list_volume_backups("p", "files").await.unwrap().into_iter().map(|b| b.name).collect();
+        let names: Vec<_> =
+            e.list_volume_backups("p", "files").await.unwrap().into_iter().map(|b| b.name).collect();
         assert_eq!(names.len(), 2);
         assert!(names.contains(&"v0".to_owned()) && names.contains(&"nightly".to_owned()), "{names:?}");
 
@@ -1214,7 +1282,10 @@ mod tests {
         assert_eq!(err.code(), "invalid_tarball");
         check_filled(&dir);
 
-        assert_eq!(e.restore_volume_backup("p", "files", "nope").await.unwrap_err().kind(), ErrorKind::NotFound);
+        assert_eq!(
+            e.restore_volume_backup("p", "files", "nope").await.unwrap_err().kind(),
+            ErrorKind::NotFound
+        );
         assert_eq!(e.list_volume_backups("p", "never").await.unwrap_err().kind(), ErrorKind::NotFound);
         e.delete_volume_backup("p", "files", "bad").await.unwrap();
         assert!(!bad.exists());
@@ -1265,7 +1336,10 @@ mod tests {
             assert!(m.contains("can only mount volumes of its own project"), "{m}");
         }
         assert!(err(&[mount("Bad", "/d", false)]).contains("invalid volume name"));
-        assert!(err(&[mount("v", "/a", false), mount("v", "/b", true)]).contains("each mount name must be unique"));
+        assert!(
+            err(&[mount("v", "/a", false), mount("v", "/b", true)])
+                .contains("each mount name must be unique")
+        );
         let m = err(&[mount("v", "/data/", false), mount("w", "/data", false)]);
         assert!(m.contains("each mount path must be unique"), "{m}");
         assert!(check(&[mount("v", "/", false)]).is_err());
@@ -1277,10 +1351,15 @@ mod tests {
     #[test]
     fn fork_mounts_are_copies_first() {
         let inherited = [mount("pg", "/var/lib/pg", false), mount("assets", "/srv", true)];
-        let (mounts, copies) = plan_box_mounts("web2", vec![mount("extra", "/extra", false)], &inherited).unwrap();
+        let (mounts, copies) =
+            plan_box_mounts("web2", vec![mount("extra", "/extra", false)], &inherited).unwrap();
         assert_eq!(
             mounts,
-            [mount("box-web2-pg", "/var/lib/pg", false), mount("box-web2-assets", "/srv", true), mount("extra", "/extra", false)]
+            [
+                mount("box-web2-pg", "/var/lib/pg", false),
+                mount("box-web2-assets", "/srv", true),
+                mount("extra", "/extra", false)
+            ]
         );
         assert_eq!(copies[1], VolumeCopy { source: "assets".into(), copy: "box-web2-assets".into() });
         let clash = plan_box_mounts("web2", vec![mount("x", "/srv", false)], &inherited).unwrap_err();
@@ -1305,7 +1384,10 @@ mod tests {
         std::fs::write(copy.join("db"), "fork").unwrap();
         assert_eq!(read(&e.layout.volume("p", "pg").join("db")), "source");
         let row = e.store.get_volume("p", "box-web2-pg").unwrap().unwrap();
-        assert_eq!((row.copied_from.as_deref(), row.size_bytes, row.size_enforced), (Some("pg"), Some(16 << 20), true));
+        assert_eq!(
+            (row.copied_from.as_deref(), row.size_bytes, row.size_enforced),
+            (Some("pg"), Some(16 << 20), true)
+        );
 
         // A second copy of the same name is a conflict and leaves the first one alone.
         let err = e.make_volume_copies("p", &copies).await.unwrap_err();
@@ -1330,7 +1412,8 @@ mod tests {
         let e = &env.engine;
         e.create_volume("p", create("outer", None)).await.unwrap();
         e.create_volume("p", create("inner", None)).await.unwrap();
-        let row = box_row("web", vec![mount("inner", "/data/inner", true), mount("outer", "/data", false)], None);
+        let row =
+            box_row("web", vec![mount("inner", "/data/inner", true), mount("outer", "/data", false)], None);
         let mounts = e.data_bind_mounts(&row).unwrap();
         let got: Vec<_> = mounts.iter().map(|m| (m.target.as_str(), m.read_only, m.file)).collect();
         assert_eq!(got, [("/data", false, false), ("/data/inner", true, false)]);
@@ -1338,6 +1421,10 @@ mod tests {
 
         e.delete_volume("p", "inner", true).await.unwrap();
         let err = e.data_bind_mounts(&row).unwrap_err();
-        assert!(err.message().contains("\"inner\" (mounted at /data/inner) does not exist"), "{}", err.message());
+        assert!(
+            err.message().contains("\"inner\" (mounted at /data/inner) does not exist"),
+            "{}",
+            err.message()
+        );
     }
 }

@@ -5,6 +5,7 @@
 //! mounts, user); a runtime decides *how* it runs. A runtime never touches the metadata store.
 
 use std::future::Future;
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
 use std::pin::Pin;
 use std::time::Duration;
@@ -59,6 +60,27 @@ pub struct StartSpec {
     pub resources: Resources,
     /// Host file receiving PID 1's stdout and stderr.
     pub log_path: PathBuf,
+    /// The box's network interface; `None`: the box has only a loopback interface.
+    pub network: Option<NetAttach>,
+}
+
+/// A box's place on the host bridge, chosen by the engine's address allocator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NetAttach {
+    pub address: Ipv4Addr,
+    pub prefix_len: u8,
+    /// The bridge's address.
+    pub gateway: Ipv4Addr,
+    /// Route everything else via `gateway` (only when the host masquerades box traffic: without
+    /// NAT, unreachable destinations fail at once instead of leaking unroutable packets).
+    pub default_route: bool,
+}
+
+/// A TCP socket listening inside a box.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Listening {
+    pub address: IpAddr,
+    pub port: u16,
 }
 
 /// A started box: enough to find its PID 1 again after a server restart.
@@ -133,4 +155,6 @@ pub trait Runtime: Send + Sync + 'static {
     fn set_resources(&self, key: &BoxKey, resources: &Resources) -> Result<()>;
     /// Removes what the runtime keeps per box once it is stopped for good (cgroups...).
     fn cleanup(&self, key: &BoxKey) -> Result<()>;
+    /// The TCP sockets listening inside the running box, sorted, without duplicates.
+    fn listening(&self, key: &BoxKey, run: &Running) -> Result<Vec<Listening>>;
 }

@@ -27,7 +27,15 @@ impl Drop for TeardownGuard {
             eprintln!("teardown of {} failed: {e}", self.layout.data_dir().display());
             let _ = nix::mount::umount2(&self.layout.fs_root(), nix::mount::MntFlags::MNT_DETACH);
         }
-        let left = loop_devices_for(&self.layout.image());
+        // A process another test forks at the wrong moment holds copies of our open files until
+        // it execs; the unmount is then lazy and the kernel releases the loop device a moment
+        // later. Give it that moment before calling it a leak.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        let mut left = loop_devices_for(&self.layout.image());
+        while !left.is_empty() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            left = loop_devices_for(&self.layout.image());
+        }
         if !left.is_empty() && !std::thread::panicking() {
             panic!("loop devices left attached to {}: {left:?}", self.layout.image().display());
         }

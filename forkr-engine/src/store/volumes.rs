@@ -109,15 +109,20 @@ impl Store {
     /// The volumes of one project, by name.
     pub fn list_volumes(&self, project: &str) -> Result<Vec<VolumeRow>> {
         let conn = self.conn();
-        let mut stmt = conn
-            .prepare_cached(&format!("SELECT {VOLUME_COLUMNS} FROM volumes WHERE project = ?1 ORDER BY name"))?;
-        let rows = stmt.query_map(params![project], volume_from_row)?.collect::<rusqlite::Result<Vec<_>>>()?;
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT {VOLUME_COLUMNS} FROM volumes WHERE project = ?1 ORDER BY name"
+        ))?;
+        let rows =
+            stmt.query_map(params![project], volume_from_row)?.collect::<rusqlite::Result<Vec<_>>>()?;
         Ok(rows)
     }
 
     /// Deletes a volume row and (by cascade) its snapshot rows. Returns whether it existed.
     pub fn delete_volume(&self, project: &str, name: &str) -> Result<bool> {
-        Ok(self.conn().execute("DELETE FROM volumes WHERE project = ?1 AND name = ?2", params![project, name])? > 0)
+        Ok(self
+            .conn()
+            .execute("DELETE FROM volumes WHERE project = ?1 AND name = ?2", params![project, name])?
+            > 0)
     }
 
     /// Inserts a volume snapshot; a duplicate name on the volume → 409 `conflict`.
@@ -129,7 +134,9 @@ impl Store {
                 params![s.project, s.volume, s.name, s.description, s.size.map(|v| v as i64), s.created_at],
             )
             .map_err(|e| {
-                unique_or(e, "conflict", || format!("snapshot {:?} already exists on volume {:?}", s.name, s.volume))
+                unique_or(e, "conflict", || {
+                    format!("snapshot {:?} already exists on volume {:?}", s.name, s.volume)
+                })
             })?;
         Ok(())
     }
@@ -214,7 +221,10 @@ mod tests {
         assert_eq!(s.update_volume(&vol("p", "missing")).unwrap_err().kind(), ErrorKind::NotFound);
         assert!(s.delete_volume("p", "pg").unwrap());
         assert!(!s.delete_volume("p", "pg").unwrap());
-        assert!(s.get_volume("q", "pg").unwrap().is_some(), "another project's volume of the same name stays");
+        assert!(
+            s.get_volume("q", "pg").unwrap().is_some(),
+            "another project's volume of the same name stays"
+        );
     }
 
     #[test]

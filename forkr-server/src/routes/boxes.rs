@@ -112,3 +112,16 @@ pub async fn resume(
     check(&project, Some(&name))?;
     Ok(ApiJson(s.engine.resume_box(&project, &name).await?))
 }
+
+#[utoipa::path(post, path = "/v1/projects/{project}/boxes/{name}/recreate", tag = "boxes",
+    params(("project" = String, Path), ("name" = String, Path)), request_body = CreateBox,
+    responses((status = 200, body = BoxInfo, description = "restarted with the new settings on the same root"),
+        (status = 400, body = forkr_engine::api::ErrorBody), (status = 404, body = forkr_engine::api::ErrorBody)))]
+pub async fn recreate(
+    State(s): State<Arc<AppState>>,
+    ApiPath((project, name)): ApiPath<(String, String)>,
+    ApiJson(req): ApiJson<CreateBox>,
+) -> ApiResult<ApiJson<BoxInfo>> {
+    check(&project, Some(&name))?;
+    Ok(ApiJson(s.engine.recreate_box(&project, &name, req).await?))
+}

@@ -22,6 +22,9 @@ pub struct FileQuery {
     pub path: String,
     /// Octal permission bits for uploads (default 0644).
     pub mode: Option<String>,
+    /// Create missing parent directories (uploads).
+    #[serde(default)]
+    pub mkdirs: bool,
 }
 
 fn check(project: &str, name: &str, path: &str) -> ApiResult<()> {
@@ -84,6 +87,19 @@ pub async fn put(
             })?,
     };
     let size = body.len() as u64;
-    s.engine.write_box_file(&project, &name, &q.path, body.to_vec(), mode).await?;
+    s.engine.write_box_file(&project, &name, &q.path, body.to_vec(), mode, q.mkdirs).await?;
     Ok(ApiJson(FileWritten { path: q.path, size, mode }))
+}
+
+#[utoipa::path(delete, path = "/v1/projects/{project}/boxes/{name}/files", tag = "files",
+    params(("project" = String, Path), ("name" = String, Path), FileQuery),
+    responses((status = 204), (status = 400, body = forkr_engine::api::ErrorBody)))]
+pub async fn delete(
+    State(s): State<Arc<AppState>>,
+    ApiPath((project, name)): ApiPath<(String, String)>,
+    ApiQuery(q): ApiQuery<FileQuery>,
+) -> ApiResult<axum::http::StatusCode> {
+    check(&project, &name, &q.path)?;
+    s.engine.delete_box_file(&project, &name, &q.path).await?;
+    Ok(axum::http::StatusCode::NO_CONTENT)
 }

@@ -4,4 +4,5 @@ pub mod boxes;
 pub mod exec;
 pub mod files;
 pub mod snapshots;
+pub mod volumes;
 pub mod workspace;

@@ -18,6 +18,7 @@
 
 mod cgroup;
 mod exec;
+pub mod net;
 mod procfs;
 mod rootfs;
 mod shim;
@@ -35,7 +36,7 @@ pub use shim::shim_main;
 
 use self::cgroup::CgroupDriver;
 use self::shim::{BUILTIN_INIT_NAME, ShimMount, ShimReport, ShimRequest};
-use super::{BoxKey, ExecSpec, Process, Resources, Running, Runtime, StartSpec};
+use super::{BoxKey, ExecSpec, Listening, Process, Resources, Running, Runtime, StartSpec};
 use crate::{Error, Result};
 
 /// Name of the helper binary, installed next to `forkr-server`.
@@ -328,6 +329,14 @@ impl Runtime for Local {
             log_path: spec.log_path.clone(),
             cgroup_procs: self.cgroups.procs_files(&rel),
             cgroup_view: self.cgroups.view(),
+            net: spec.network.map(|n| net::BoxNet {
+                bridge: net::bridge_name(&self.instance),
+                host_if: net::host_veth_name(&self.instance, n.address),
+                address: n.address,
+                prefix_len: n.prefix_len,
+                gateway: n.gateway,
+                default_route: n.default_route,
+            }),
         };
         let started = match self.cgroups.apply(&rel, &spec.resources) {
             Ok(()) => self.spawn_shim(&req, spec).await,
@@ -401,6 +410,19 @@ impl Runtime for Local {
         }
         Ok(())
     }
+
+    fn listening(&self, key: &BoxKey, run: &Running) -> Result<Vec<Listening>> {
+        // /proc/<pid>/net shows the network namespace of that process: the box's.
+        let found = net::listening_tcp(run.pid);
+        // Checked after reading, so that a PID reused meanwhile is never reported as the box.
+        if !self.is_alive(key, run) {
+            return Err(Error::conflict(
+                "box_not_running",
+                format!("box {:?} of project {:?} is not running; resume it first", key.name, key.project),
+            ));
+        }
+        found.map_err(|e| Error::io("reading the box's TCP sockets", e))
+    }
 }
 
 /// Kills every process in every box cgroup of `instance` and removes those cgroups, in every
@@ -433,7 +455,8 @@ pub fn kill_instance(instance: &str) -> Result<()> {
             let _ = std::fs::remove_dir(dir); // still used by other instances: fine
         }
     }
-    Ok(())
+    // With every box gone, their veths are gone or going; the bridge and NAT rules follow.
+    net::remove_host(instance)
 }
 
 #[cfg(test)]
@@ -469,6 +492,7 @@ mod tests {
             env: vec![("PATH".into(), "/bin".into())],
             resources: Resources::default(),
             log_path: root.join("log"),
+            network: None,
         }
     }
 

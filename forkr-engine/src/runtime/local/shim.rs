@@ -34,7 +34,7 @@ use nix::unistd::{ForkResult, Pid, fork, pipe2};
 use serde::{Deserialize, Serialize};
 
 use super::cgroup::CgroupView;
-use super::{rootfs, sys};
+use super::{net, rootfs, sys};
 
 /// Where tini may live in a box root, in order of preference.
 pub(crate) const TINI_PATHS: &[&str] = &["/usr/bin/tini", "/sbin/tini", "/bin/tini"];
@@ -53,6 +53,9 @@ pub(crate) struct ShimRequest {
     /// `cgroup.procs` files of the box cgroup, one per hierarchy.
     pub cgroup_procs: Vec<PathBuf>,
     pub cgroup_view: CgroupView,
+    /// The box's veth on the host bridge; `None`: loopback only.
+    #[serde(default)]
+    pub net: Option<net::BoxNet>,
 }
 
 /// A bind mount, as in [`crate::runtime::BindMount`].
@@ -125,6 +128,12 @@ fn start() -> Result<(u32, InitKind), String> {
             .and_then(|mut f| f.write_all(me.as_bytes()))
             .map_err(|e| format!("joining the box cgroup {}: {e}", procs.display()))?;
     }
+    // Opened before unsharing: this socket keeps talking to the host's network namespace, where
+    // the box's veth is created and attached to the bridge.
+    let mut host_nl = match &req.net {
+        Some(_) => Some(net::Rtnl::open().map_err(|e| format!("opening netlink on the host: {e}"))?),
+        None => None,
+    };
     let flags = CloneFlags::CLONE_NEWNS
         | CloneFlags::CLONE_NEWUTS
         | CloneFlags::CLONE_NEWIPC
@@ -135,6 +144,10 @@ fn start() -> Result<(u32, InitKind), String> {
     nix::unistd::sethostname(&req.hostname)
         .map_err(|e| format!("setting the hostname {:?}: {}", req.hostname, std::io::Error::from(e)))?;
     sys::loopback_up().map_err(|e| format!("bringing up the box's loopback interface: {e}"))?;
+    if let (Some(host_nl), Some(box_net)) = (host_nl.as_mut(), &req.net) {
+        net::attach_box(host_nl, box_net).map_err(|e| format!("connecting the box to the network: {e}"))?;
+    }
+    drop(host_nl);
     nix::mount::mount(
         None::<&str>,
         "/",
