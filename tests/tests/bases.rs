@@ -113,8 +113,8 @@ fn save_a_stopped_box_then_create_from_it() {
     assert!(is_timestamped(json["version"].as_str().unwrap(), "team-base"), "{json}");
     let err = s.fails(&["base", "save", "x", "missing"]);
     assert!(err.contains("not found"), "{err}");
-    let err = s.fails(&["base", "save", "-bad", "web-1"]);
-    assert!(err.starts_with("Error: invalid base name \"-bad\""), "{err}");
+    let err = s.fails(&["base", "save", "my base", "web-1"]);
+    assert!(err.starts_with("Error: invalid base name \"my base\""), "{err}");
 }
 
 #[test]
@@ -327,6 +327,8 @@ fn raw_tarball(path: &Path, entries: &[Entry]) {
         h.set_mode(mode);
         h.set_size(data.len() as u64);
         h.set_mtime(1_700_000_000);
+        h.set_uid(0);
+        h.set_gid(0);
         h.set_cksum();
         b.append(&h, data).unwrap();
     }
@@ -355,7 +357,7 @@ fn hostile_tarballs_are_refused_and_leave_nothing_behind() {
         (
             "symlink-abs",
             vec![Entry::Symlink("esc", &outside_str), Entry::File("esc/pwned", b"pwned")],
-            "points outside the root filesystem",
+            "cannot extract esc/pwned",
         ),
         (
             "symlink-rel",
@@ -364,7 +366,7 @@ fn hostile_tarballs_are_refused_and_leave_nothing_behind() {
                 Entry::Symlink("a/esc", &dotdot_target),
                 Entry::File("a/esc/pwned", b"pwned"),
             ],
-            "",
+            "cannot extract a/esc/pwned",
         ),
         (
             "hardlink",
