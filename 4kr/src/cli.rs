@@ -5,7 +5,7 @@
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::commands::{base, boxes, config, console, cp, diff, docs, exec, snapshot};
+use crate::commands::{base, boxes, config, console, cp, diff, docs, exec, snapshot, volume, workspace};
 
 const CONNECTION_HELP: &str = "\
 Server URL, first match wins:
@@ -96,6 +96,18 @@ pub enum Command {
     Diff(diff::DiffArgs),
     /// Bases, the read-only templates boxes are cloned from.
     Base(base::BaseArgs),
+    /// Data volumes: create, list, show, delete, snapshot, restore, backup, restore-backup.
+    Volume(volume::VolumeArgs),
+    /// Check the workspace files (.forkr/*.yaml); offline unless --server.
+    Validate(workspace::ValidateArgs),
+    /// Show what apply would change on the server to match the workspace files.
+    Plan(workspace::PlanArgs),
+    /// Change the server to match the workspace files (or run a saved plan).
+    Apply(workspace::ApplyArgs),
+    /// Delete everything this workspace created (and nothing else).
+    Destroy(workspace::DestroyArgs),
+    /// Print the JSON Schema of the workspace files or of config.yaml.
+    Schema(workspace::SchemaArgs),
     /// Read and write the local setup config (.forkr/config.yaml).
     Config(config::ConfigArgs),
     /// Print the "Using forkr" guide.
@@ -214,6 +226,11 @@ mod tests {
             "base import",
             "base build",
             "base delete",
+            "validate",
+            "plan",
+            "apply",
+            "destroy",
+            "schema",
         ];
         for name in names {
             let mut root = Cli::command().term_width(100);

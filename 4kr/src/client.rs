@@ -129,7 +129,12 @@ impl Client {
         format!("{}/{}{tail}", self.boxes_url(&id.project), id.name)
     }
 
-    fn request(&self, method: Method, url: &str) -> Result<RequestBuilder> {
+    /// `{url}/v1{path}`: for command groups that keep their routes beside their command.
+    pub(crate) fn api_url(&self, path: &str) -> String {
+        format!("{}/v1{path}", self.target.url)
+    }
+
+    pub(crate) fn request(&self, method: Method, url: &str) -> Result<RequestBuilder> {
         let mut rb = self.http()?.request(method, url);
         if let Some(token) = &self.target.token {
             rb = rb.bearer_auth(token);
@@ -158,7 +163,7 @@ impl Client {
         Err(error_from_response(status, &body, &self.target))
     }
 
-    async fn json<T: DeserializeOwned>(&self, rb: RequestBuilder) -> Result<T> {
+    pub(crate) async fn json<T: DeserializeOwned>(&self, rb: RequestBuilder) -> Result<T> {
         let resp = self.send(rb).await?;
         let body = resp.bytes().await.map_err(|e| {
             CliError::from(Error::internal(format!("reading the answer of forkr-server: {}", root_cause(&e))))

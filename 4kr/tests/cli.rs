@@ -65,6 +65,17 @@ fn documented_usage_errors() {
         (&["show", "."], "Error: `.` means the box this command runs in, but BOX_NAME is not set"),
         (&["show", "Web"], "Error: invalid box name \"Web\""),
         (&["create", "web", "-d", "vol"], "Error: invalid --data \"vol\""),
+        (&["diff", "file", "web", "etc/x"], "Error: path \"etc/x\" must be absolute\n  help: "),
+        (&["snapshot", "create", "web", "bad name"], "Error: invalid snapshot name \"bad name\""),
+        (&["snapshot", "create", "web", "--name", "a/b"], "Error: invalid snapshot name \"a/b\""),
+        (&["diff", "status", "web", "--against", "x y"], "Error: invalid snapshot name \"x y\""),
+        (
+            &["base", "delete", "b", "--force", "--cascade"],
+            "Error: --force and --cascade cannot be used together",
+        ),
+        (&["base", "show", "no good"], "Error: invalid base name \"no good\""),
+        (&["base", "build", "b", "--script", "missing.sh"], "Error: cannot read the build script missing.sh"),
+        (&["base", "import", "b", "--file", "missing.tar.gz"], "Error: cannot read missing.tar.gz"),
     ];
     for (args, expected) in cases {
         // A dead URL proves these fail before any request.
@@ -199,4 +210,36 @@ fn closed_stdout_ends_quietly_like_other_unix_tools() {
         .unwrap();
     assert_eq!(out.status.signal(), Some(nix::sys::signal::Signal::SIGPIPE as i32), "{out:?}");
     assert!(out.stderr.is_empty(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// `base build` without `--script` needs ./Dockerfile and then a container engine; both failures are
+/// clear, name what to do, and happen before any request.
+#[test]
+fn dockerfile_build_without_dockerfile_or_engine() {
+    let dir = tempfile::tempdir().unwrap();
+    let empty_path = dir.path().join("empty-bin");
+    std::fs::create_dir_all(&empty_path).unwrap();
+    let run = || {
+        kr(dir.path())
+            .env("FORKR_URL", dead_url())
+            .env("PATH", &empty_path)
+            .args(["base", "build", "dev"])
+            .output()
+    };
+    let out = run().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr_of(&out);
+    assert!(err.starts_with("Error: there is no Dockerfile in "), "{err}");
+    assert!(err.contains("--script FILE"), "{err}");
+
+    std::fs::write(dir.path().join("Dockerfile"), "FROM scratch\n").unwrap();
+    let out = run().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr_of(&out);
+    assert!(
+        err.starts_with(
+            "Error: building a base from a Dockerfile needs a container engine, and none of docker, podman or nerdctl is on PATH\n  help: install Docker"
+        ),
+        "{err}"
+    );
 }

@@ -90,6 +90,9 @@ fn start_spec(h: &Harness, name: &str, root: &Path) -> StartSpec {
         env: env(name),
         resources: Resources::default(),
         log_path: h.dir.path().join(format!("{name}.log")),
+        network: None,
+        exposure: Default::default(),
+        grace: Duration::from_secs(10),
     }
 }
 
@@ -235,7 +238,7 @@ async fn builtin_init_isolates_the_box() {
     h.rt.stop(&key("b1"), &r, Duration::from_secs(5)).await.unwrap();
     assert!(!h.rt.is_alive(&key("b1"), &r));
     assert!(cgroup_pids(&h, "b1").is_empty());
-    h.rt.cleanup(&key("b1")).unwrap();
+    h.rt.cleanup(&key("b1")).await.unwrap();
     assert!(h.rt.cgroup_dirs(&key("b1")).unwrap().iter().all(|d| !d.exists()));
 }
 
@@ -446,6 +449,7 @@ async fn memory_limit_mounts_and_live_resources() {
         let inside = sh(&h, "m1", &r, "cat /sys/fs/cgroup/memory/memory.limit_in_bytes").await;
         assert_eq!(inside.trim(), (64u64 << 20).to_string());
         h.rt.set_resources(&key("m1"), &Resources { memory_bytes: Some(128 << 20), ..Default::default() })
+            .await
             .unwrap();
         assert_eq!(cgroup_file(&h, "m1", "memory", "memory.limit_in_bytes"), (128u64 << 20).to_string());
     } else {

@@ -285,7 +285,8 @@ fn delete_refuses_while_used_then_force_and_cascade() {
     s.ok(&["base", "import", "ver", "--file", path_str(&full)]);
     let out = s.ok(&["base", "import", "ver", "--file", path_str(&full)]);
     let v2 = out.trim_end().strip_suffix(": imported").unwrap().to_owned();
-    assert_eq!(s.ok(&["base", "delete", &v2, "--json"]).contains(&v2), true);
+    let deleted: serde_json::Value = serde_json::from_str(&s.ok(&["base", "delete", &v2, "--json"])).unwrap();
+    assert_eq!(deleted, serde_json::json!({ "deleted": [v2] }));
     assert_eq!(versions(&s, "ver"), ["ver"]);
     assert_eq!(s.ok(&["base", "delete", "ver"]), "ver: deleted\n");
 

@@ -242,6 +242,7 @@ async fn build(ctx: &Ctx, a: BuildArgs) -> Result<i32> {
 /// `base build <name>` from ./Dockerfile: the local engine builds and exports the image, then the
 /// tarball is uploaded like `base import`.
 async fn build_dockerfile(ctx: &Ctx, a: &BuildArgs) -> Result<i32> {
+    dockerfile::require_dockerfile(&ctx.cwd)?;
     let engine = dockerfile::detect(ctx.env.get("PATH"), &ctx.cwd)?;
     let tmp = tempfile::Builder::new()
         .prefix("4kr-base-")

@@ -125,6 +125,9 @@ pub fn parse_data(raw: &str) -> Result<DataMount> {
     let bad =
         |why: &str| CliError::usage(format!("invalid --data {raw:?}: {why} (expected NAME=/path[:ro|:rw])"));
     let (name, rest) = raw.split_once('=').ok_or_else(|| bad("missing '='"))?;
+    if name.contains(':') {
+        return Err(bad("a box can only mount volumes of its own project; write the bare volume name"));
+    }
     forkr_engine::name::validate(NameKind::Volume, name).map_err(|e| bad(e.message()))?;
     let (path, read_only) = match rest.rsplit_once(':') {
         Some((p, "ro")) => (p, true),

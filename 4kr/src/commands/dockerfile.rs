@@ -125,6 +125,19 @@ pub fn check_arch(tag: &str, reported: &str) -> Result<()> {
     .with_help("build the image for linux/amd64; on a non-x86_64 machine with Docker, install docker buildx"))
 }
 
+/// `base build <name>` without `--script` builds `./Dockerfile`; without one the user most likely
+/// meant `--script`, so say so before looking for an engine.
+pub fn require_dockerfile(dir: &Path) -> Result<()> {
+    if dir.join("Dockerfile").is_file() {
+        return Ok(());
+    }
+    Err(CliError::usage(format!(
+        "there is no Dockerfile in {}; `4kr base build <name>` builds ./Dockerfile",
+        dir.display()
+    ))
+    .with_help("run it in the directory holding the Dockerfile, or build from a script with --script FILE"))
+}
+
 /// Runs engine commands in the Dockerfile's directory.
 pub struct Builder<'a> {
     pub engine: &'a ContainerEngine,
@@ -191,15 +204,7 @@ impl Builder<'_> {
     /// Builds `./Dockerfile` as `<name>:latest` and writes the image's root filesystem, gzipped, to
     /// `out`. The exported container is removed again whatever happens.
     pub fn build_rootfs(&self, name: &str, host_arch: &str, out: &Path) -> Result<String> {
-        if !self.dir.join("Dockerfile").is_file() {
-            return Err(CliError::usage(format!(
-                "there is no Dockerfile in {}; `4kr base build <name>` builds ./Dockerfile",
-                self.dir.display()
-            ))
-            .with_help(
-                "run it in the directory holding the Dockerfile, or build from a script with --script FILE",
-            ));
-        }
+        require_dockerfile(self.dir)?;
         let tag = image_tag(name);
         let kind = self.engine.kind;
         let buildx_needed = kind == EngineKind::Docker && host_arch != "x86_64";
@@ -458,5 +463,19 @@ esac"#,
             "{}",
             e.message()
         );
+    }
+
+    #[test]
+    fn a_failed_export_still_removes_the_container() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = fake_engine(dir.path(), "amd64", false);
+        // Without the directory it exports, the stand-in's `export` fails like a broken engine would.
+        std::fs::remove_dir_all(dir.path().join("rootfs")).unwrap();
+        std::fs::write(dir.path().join("Dockerfile"), "FROM scratch\n").unwrap();
+        let b = Builder { engine: &engine, dir: dir.path() };
+        let e = b.build_rootfs("dev", "x86_64", &dir.path().join("x.tar.gz")).unwrap_err();
+        assert_eq!(e.code(), "container_engine_failed");
+        assert!(e.message().starts_with("`docker export c0ffee` failed"), "{}", e.message());
+        assert_eq!(calls(dir.path()).last().map(String::as_str), Some("rm -f c0ffee"));
     }
 }

@@ -31,13 +31,26 @@ mod tests {
             })
             .collect();
         let mut seen = 0;
-        for word in GUIDE.split("4kr ").skip(1) {
-            let cmd: String = word.chars().take_while(|c| c.is_ascii_lowercase()).collect();
+        for text in GUIDE.split("4kr ").skip(1) {
+            let mut words = text.split_whitespace();
+            let cmd: String =
+                words.next().unwrap_or_default().chars().take_while(|c| c.is_ascii_lowercase()).collect();
             if cmd.is_empty() {
                 continue;
             }
             seen += 1;
             assert!(known.contains(&cmd), "the guide uses `4kr {cmd}`, which does not exist");
+            // Command groups (snapshot, diff, base, config): the next word is one of their subcommands.
+            let group = cli.get_subcommands().find(|s| s.get_name() == cmd);
+            if let Some(group) = group.filter(|g| g.has_subcommands()) {
+                let sub = words.next().unwrap_or_default();
+                assert!(
+                    group
+                        .get_subcommands()
+                        .any(|s| s.get_name() == sub || s.get_all_aliases().any(|a| a == sub)),
+                    "the guide uses `4kr {cmd} {sub}`, which does not exist"
+                );
+            }
         }
         assert!(seen > 20, "the guide shows commands");
         for doc_error in ["--base cannot be used with --fork", "--json is not supported in foreground mode"] {

@@ -12,6 +12,8 @@ pub mod docs;
 pub mod ephemeral;
 pub mod exec;
 pub mod snapshot;
+pub mod volume;
+pub mod workspace;
 
 use crate::cli::Command;
 use crate::ctx::Ctx;
@@ -35,6 +37,12 @@ pub async fn run(ctx: &Ctx, command: Command) -> Result<i32> {
         Command::Snapshot(a) => snapshot::run(ctx, a).await,
         Command::Diff(a) => diff::run(ctx, a).await,
         Command::Base(a) => base::run(ctx, a).await,
+        Command::Volume(a) => volume::run(ctx, a).await,
+        Command::Validate(a) => workspace::validate(ctx, a).await,
+        Command::Plan(a) => workspace::plan(ctx, a).await,
+        Command::Apply(a) => workspace::apply(ctx, a).await,
+        Command::Destroy(a) => workspace::destroy(ctx, a).await,
+        Command::Schema(a) => workspace::schema(a),
         Command::Config(a) => config::run(ctx, a),
         Command::Docs(a) => docs::run(a),
     }

@@ -30,6 +30,9 @@ pub struct BaseImport {
     pub tarball: PathBuf,
     /// Ownership tags for the new version.
     pub tags: Vec<String>,
+    /// The sha256 (hex) of what the tarball was made from (a workspace's tarball or Dockerfile),
+    /// recorded as the version's TAG so that a declarative apply sees an unchanged source as built.
+    pub build_tag: Option<String>,
 }
 
 fn to_api(r: &BaseRow) -> BaseVersion {
@@ -222,6 +225,11 @@ impl Engine {
     /// `base import`: a tarball, optionally layered on a parent.
     pub async fn import_base(self: &Arc<Self>, req: BaseImport) -> Result<BaseVersion> {
         validate(NameKind::Base, &req.name)?;
+        if let Some(t) = &req.build_tag
+            && !(t.len() == 64 && t.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
+        {
+            return Err(Error::bad_request("invalid_tag", "build_tag must be a sha256 in lowercase hex (64 characters)"));
+        }
         let parent = match &req.parent {
             Some(p) => Some(self.resolve_base(p)?),
             None => None,
@@ -247,7 +255,7 @@ impl Engine {
                         version,
                         alias: req.name.clone(),
                         kind: "import".into(),
-                        tag: None,
+                        tag: req.build_tag.clone(),
                         builder: "tar".into(),
                         parent: parent.as_ref().map(|p| p.version.clone()),
                         size: None,
@@ -333,13 +341,24 @@ impl Engine {
         validate(NameKind::Box, box_name)?;
         let _g = self.lock_box(project, box_name).await;
         let src = self.require_box(project, box_name)?;
-        let meta = NewVersion { kind: "save", builder: format!("box:{project}/{box_name}"), tag: None, tags, script: None };
+        let meta = NewVersion {
+            kind: "save",
+            builder: format!("box:{project}/{box_name}"),
+            tag: None,
+            tags,
+            script: None,
+        };
         let row = self.save_root_as_base(name, &src, meta).await?;
         self.measure_base(row.version.clone());
         Ok(to_api(&row))
     }
 
-    async fn save_root_as_base(self: &Arc<Self>, name: &str, src: &crate::store::BoxRow, meta: NewVersion) -> Result<BaseRow> {
+    async fn save_root_as_base(
+        self: &Arc<Self>,
+        name: &str,
+        src: &crate::store::BoxRow,
+        meta: NewVersion,
+    ) -> Result<BaseRow> {
         let this = self.clone();
         let root = self.layout.root(&src.project, &src.name);
         let (name, parent) = (name.to_owned(), src.base.clone());

@@ -161,7 +161,7 @@ impl Engine {
     async fn undo_create(self: &Arc<Self>, row: &BoxRow) {
         let mut r = row.clone();
         let _ = self.stop_running(&mut r, std::time::Duration::ZERO).await;
-        let _ = self.runtime.cleanup(&super::key(&row.project, &row.name));
+        let _ = self.runtime.cleanup(&super::key(&row.project, &row.name)).await;
         let this = self.clone();
         let root = self.layout.root(&row.project, &row.name);
         let _ = blocking(move || this.storage.delete_subvolume(&root)).await;

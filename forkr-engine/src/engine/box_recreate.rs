@@ -14,7 +14,12 @@ use crate::{Error, Result};
 
 impl Engine {
     /// `POST /projects/{p}/boxes/{b}/recreate`.
-    pub async fn recreate_box(self: &Arc<Self>, project: &str, name: &str, req: CreateBox) -> Result<BoxInfo> {
+    pub async fn recreate_box(
+        self: &Arc<Self>,
+        project: &str,
+        name: &str,
+        req: CreateBox,
+    ) -> Result<BoxInfo> {
         validate(NameKind::Project, project)?;
         validate(NameKind::Box, name)?;
         if req.name != name {
@@ -34,7 +39,8 @@ impl Engine {
 
         // A fork's private volume copies (`box-<name>-<vol>`) belong to this box and stay mounted.
         let copy_prefix = format!("box-{name}-");
-        let mut data: Vec<_> = old.data.iter().filter(|m| m.name.starts_with(&copy_prefix)).cloned().collect();
+        let mut data: Vec<_> =
+            old.data.iter().filter(|m| m.name.starts_with(&copy_prefix)).cloned().collect();
         for m in requested.iter() {
             if data.iter().any(|d| d.path == m.path || d.name == m.name) {
                 return Err(Error::bad_request(
@@ -45,7 +51,7 @@ impl Engine {
             data.push(m.clone());
         }
         let names: Vec<String> = data.iter().map(|m| m.name.clone()).collect();
-        let _volumes = self.lock_volumes(project, names).await;
+        let volumes = self.lock_volumes(project, names).await;
         self.require_volumes(project, &requested)?;
 
         let mut row = old.clone();
@@ -59,6 +65,8 @@ impl Engine {
         row.data = data;
         row.updated_at = now();
         self.store.update_box(&row)?;
+        // start_box takes the volume locks itself (they are not reentrant).
+        drop(volumes);
         self.start_box(&mut row).await?;
         self.store.update_box(&row)?;
         Ok(self.info(&row))

@@ -5,7 +5,7 @@ use std::time::Duration;
 use super::env::{box_environment, boxes_env_file, hosts_file, resolv_conf};
 use super::{Engine, blocking, fs, key, now};
 use crate::api::BoxStatus;
-use crate::runtime::{BindMount, Resources, StartSpec};
+use crate::runtime::{BindMount, Exposure, Resources, StartSpec};
 use crate::store::BoxRow;
 use crate::{Error, Result};
 
@@ -13,6 +13,15 @@ use crate::{Error, Result};
 const BASHRC_SOURCE: &str = "[ -r /etc/boxes-env ] && . /etc/boxes-env";
 
 impl Engine {
+    /// The box's port and public hosts, for runtimes that route traffic themselves (Kubernetes
+    /// Service and Ingress): the box's own `{box}.{domain}` host (published hosts join it once
+    /// publishing reaches the runtime).
+    pub(crate) fn exposure(&self, row: &BoxRow) -> Exposure {
+        let url = self.box_url(&row.project, &row.name);
+        let host = url.strip_prefix("https://").unwrap_or(&url).to_owned();
+        Exposure { port: row.port, hosts: vec![host] }
+    }
+
     pub(crate) fn resources(&self, row: &BoxRow) -> Resources {
         Resources {
             memory_bytes: Some(row.ram_mb * 1024 * 1024),
@@ -47,7 +56,8 @@ impl Engine {
         let hosts = run.join("hosts");
         let resolv = run.join("resolv.conf");
         let hostname = run.join("hostname");
-        std::fs::write(&hostname, format!("{name}.{project}\n")).map_err(|e| Error::io("writing hostname", e))?;
+        std::fs::write(&hostname, format!("{name}.{project}\n"))
+            .map_err(|e| Error::io("writing hostname", e))?;
         std::fs::write(&hosts, hosts_file(project, name, &[])).map_err(|e| Error::io("writing hosts", e))?;
         let host_resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
         std::fs::write(&resolv, resolv_conf(&host_resolv, project))
@@ -107,6 +117,9 @@ impl Engine {
             env: box_environment(&self.config, row),
             resources: self.resources(row),
             log_path: run.join("console.log"),
+            network: None,
+            exposure: self.exposure(row),
+            grace: Duration::from_secs(row.grace_seconds),
         })
     }
 

@@ -50,7 +50,10 @@ impl Engine {
             return Err(Error::bad_request("no_updates", "no updates provided"));
         }
         if self.running(&row).is_some() {
-            self.runtime.set_resources(&key(project, name), &self.resources(&row))?;
+            self.runtime.set_resources(&key(project, name), &self.resources(&row)).await?;
+        }
+        if req.settings.contains_key("PORT") {
+            self.runtime.expose(&key(project, name), &self.exposure(&row)).await?;
         }
         row.updated_at = now();
         self.store.update_box(&row)?;

@@ -207,7 +207,8 @@ pub fn write_file(root: &Path, path: &str, data: &[u8], mode: u32, mkdirs: bool)
 pub fn remove(root: &Path, path: &str) -> Result<()> {
     check_abs(path)?;
     let trimmed = path.trim_end_matches('/');
-    let Some((parent, name)) = trimmed.rsplit_once('/').filter(|(_, n)| !n.is_empty() && *n != "." && *n != "..")
+    let Some((parent, name)) =
+        trimmed.rsplit_once('/').filter(|(_, n)| !n.is_empty() && *n != "." && *n != "..")
     else {
         return Err(Error::bad_request("invalid_path", format!("{path:?} does not name a file")));
     };

@@ -23,16 +23,16 @@ mod box_create;
 mod box_delete;
 mod box_exec;
 mod box_files;
-mod box_start;
 mod box_recreate;
+mod box_start;
 mod box_update;
 mod diff;
 mod env;
 pub mod fs;
 mod reconcile;
-mod workspace;
 mod snapshots;
 mod volumes;
+mod workspace;
 pub use reconcile::Reconciled;
 
 pub use bases::BaseImport;

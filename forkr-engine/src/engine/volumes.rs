@@ -55,7 +55,9 @@ fn lock_project(project: &str) -> String {
 }
 
 /// Volume locks held together, taken in name order.
-pub(crate) struct VolumeLocks(#[allow(dead_code)] Vec<tokio::sync::OwnedMutexGuard<()>>);
+pub(crate) struct VolumeLocks {
+    _guards: Vec<tokio::sync::OwnedMutexGuard<()>>,
+}
 
 /// A `--fork` copy to make: volume `source` of the source box becomes `copy` of the new box.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -258,7 +260,7 @@ impl Engine {
         for n in names {
             guards.push(self.lock_volume(project, &n).await);
         }
-        VolumeLocks(guards)
+        VolumeLocks { _guards: guards }
     }
 
     pub(crate) fn require_volume(&self, project: &str, name: &str) -> Result<VolumeRow> {
@@ -376,7 +378,7 @@ impl Engine {
                 std::fs::create_dir_all(parent)
                     .map_err(|e| Error::io(format!("creating {}", parent.display()), e))?;
             }
-            // A leftover of a crash between a delete's subvolume removal and its row removal.
+            // A subvolume without a row: left by a crash in the middle of an earlier create's undo.
             if this.storage.is_subvolume(&path) {
                 this.storage.delete_subvolume(&path)?;
             }

@@ -68,7 +68,11 @@ impl Engine {
             .store
             .list_volumes(project)?
             .into_iter()
-            .map(|v| ObservedVolume { name: v.name, size_mib: v.size_bytes.map(|b| b / (1 << 20)), tags: v.tags })
+            .map(|v| ObservedVolume {
+                name: v.name,
+                size_mib: v.size_bytes.map(|b| b / (1 << 20)),
+                tags: v.tags,
+            })
             .collect();
         Ok(Observed {
             project: project.to_owned(),
@@ -90,14 +94,25 @@ impl Engine {
     pub fn take_lock(&self, project: &str, req: &LockRequest) -> Result<LockInfo> {
         crate::name::validate(crate::name::NameKind::Project, project)?;
         if req.ttl_seconds == 0 || req.ttl_seconds > MAX_LOCK_TTL {
-            return Err(Error::bad_request("invalid_ttl", format!("ttl_seconds must be between 1 and {MAX_LOCK_TTL}")));
+            return Err(Error::bad_request(
+                "invalid_ttl",
+                format!("ttl_seconds must be between 1 and {MAX_LOCK_TTL}"),
+            ));
         }
         if req.holder.trim().is_empty() || req.holder.len() > 200 {
-            return Err(Error::bad_request("invalid_holder", "holder must be 1-200 characters naming who takes the lock"));
+            return Err(Error::bad_request(
+                "invalid_holder",
+                "holder must be 1-200 characters naming who takes the lock",
+            ));
         }
         let now = unix_now();
         let id = super::random_hex(8)?;
-        let row = LockRow { project: project.to_owned(), id: id.clone(), holder: req.holder.clone(), expires_at: now + req.ttl_seconds as i64 };
+        let row = LockRow {
+            project: project.to_owned(),
+            id: id.clone(),
+            holder: req.holder.clone(),
+            expires_at: now + req.ttl_seconds as i64,
+        };
         self.store.take_lock(&row, now, || match (&req.fingerprint, &req.scope) {
             (Some(expected), Some(scope)) => {
                 let current = self.observed(project)?.fingerprint(scope);
@@ -112,7 +127,12 @@ impl Engine {
             (None, None) => Ok(()),
             _ => Err(Error::bad_request("invalid_request", "fingerprint and scope go together")),
         })?;
-        Ok(LockInfo { project: project.to_owned(), id, holder: req.holder.clone(), expires_at: rfc3339(row.expires_at) })
+        Ok(LockInfo {
+            project: project.to_owned(),
+            id,
+            holder: req.holder.clone(),
+            expires_at: rfc3339(row.expires_at),
+        })
     }
 
     /// `POST /projects/{p}/lock/{id}/refresh`.
@@ -120,7 +140,12 @@ impl Engine {
         let ttl = ttl_seconds.clamp(1, MAX_LOCK_TTL) as i64;
         let expires = unix_now() + ttl;
         self.store.refresh_lock(project, id, expires)?;
-        Ok(LockInfo { project: project.to_owned(), id: id.to_owned(), holder: String::new(), expires_at: rfc3339(expires) })
+        Ok(LockInfo {
+            project: project.to_owned(),
+            id: id.to_owned(),
+            holder: String::new(),
+            expires_at: rfc3339(expires),
+        })
     }
 
     /// `DELETE /projects/{p}/lock/{id}`.

@@ -120,7 +120,7 @@ fn render_action(out: &mut String, st: &Style, a: &Action) {
         let _ = writeln!(out, "  # ({reason})");
     }
     if a.keep_root {
-        let _ = writeln!(out, "  # the new box forks the old one, so its root filesystem is kept");
+        let _ = writeln!(out, "  # it restarts with the new settings on its current root filesystem, so its files are kept");
     }
     let title = format!("{} {:?}", a.object.noun(), a.name);
     let symbol = pad_symbol(st, a.op);

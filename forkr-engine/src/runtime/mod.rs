@@ -14,6 +14,8 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::Result;
 
+#[cfg(feature = "kubernetes")]
+pub mod kubernetes;
 pub mod local;
 
 /// Identifies a box to a runtime.
@@ -62,6 +64,21 @@ pub struct StartSpec {
     pub log_path: PathBuf,
     /// The box's network interface; `None`: the box has only a loopback interface.
     pub network: Option<NetAttach>,
+    /// How the box is reached from outside (its Service/Ingress on Kubernetes; the local driver
+    /// leaves this to the server's built-in proxy).
+    pub exposure: Exposure,
+    /// How long PID 1 gets between SIGTERM and SIGKILL when the box stops. Drivers that stop boxes
+    /// themselves (Kubernetes: `terminationGracePeriodSeconds`) need it at start; the local driver
+    /// takes it from [`Runtime::stop`].
+    pub grace: Duration,
+}
+
+/// How a box is reached from outside: the port its Service targets and the public hosts routed to
+/// it (the box's own `{box}.{domain}` host first, then published hosts).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Exposure {
+    pub port: u16,
+    pub hosts: Vec<String>,
 }
 
 /// A box's place on the host bridge, chosen by the engine's address allocator.
@@ -152,9 +169,19 @@ pub trait Runtime: Send + Sync + 'static {
     /// Starts a process inside the running box.
     async fn exec(&self, key: &BoxKey, run: &Running, spec: ExecSpec) -> Result<Process>;
     /// Applies new resource settings to a running box.
-    fn set_resources(&self, key: &BoxKey, resources: &Resources) -> Result<()>;
-    /// Removes what the runtime keeps per box once it is stopped for good (cgroups...).
-    fn cleanup(&self, key: &BoxKey) -> Result<()>;
+    ///
+    /// Async (like `cleanup` and `listening`) because a remote driver (Kubernetes) makes API calls
+    /// here; the local driver only writes cgroup files.
+    async fn set_resources(&self, key: &BoxKey, resources: &Resources) -> Result<()>;
+    /// Removes what the runtime keeps per box once it is stopped for good (cgroups; Kubernetes
+    /// objects).
+    async fn cleanup(&self, key: &BoxKey) -> Result<()>;
     /// The TCP sockets listening inside the running box, sorted, without duplicates.
-    fn listening(&self, key: &BoxKey, run: &Running) -> Result<Vec<Listening>>;
+    async fn listening(&self, key: &BoxKey, run: &Running) -> Result<Vec<Listening>>;
+    /// Applies a new port or host list (`update PORT`, publish, unpublish) to what routes traffic
+    /// to the box. Drivers whose routing the server does itself (the local driver: the built-in
+    /// proxy reads the store) keep this default, which does nothing.
+    async fn expose(&self, _key: &BoxKey, _exposure: &Exposure) -> Result<()> {
+        Ok(())
+    }
 }

@@ -45,8 +45,11 @@ pub struct Known {
 /// How to load.
 #[derive(Debug, Clone)]
 pub struct LoadOptions {
-    /// The project when no file sets `project` (the CLI's resolution: flag, env, git root, default).
+    /// The project when no file sets `project` (the CLI's resolution: env, config, git root, default).
     pub default_project: String,
+    /// A project that beats the files' `project` (the CLI's `-p`): the same workspace can then be
+    /// applied to several projects, e.g. one per branch, each owning its own objects.
+    pub project: Option<String>,
     /// What the server has. `None` (offline validation) accepts references to anything not in the
     /// files, since they may exist on the server.
     pub known: Option<Known>,
@@ -56,7 +59,12 @@ pub struct LoadOptions {
 
 impl Default for LoadOptions {
     fn default() -> Self {
-        LoadOptions { default_project: name::DEFAULT_PROJECT.to_owned(), known: None, workspace_id: None }
+        LoadOptions {
+            default_project: name::DEFAULT_PROJECT.to_owned(),
+            project: None,
+            known: None,
+            workspace_id: None,
+        }
     }
 }
 
@@ -86,6 +94,24 @@ pub fn workspace_files(root: &Path) -> std::io::Result<Vec<PathBuf>> {
 /// setup, e.g. in a home folder) does not make a workspace.
 pub fn find_workspace_root(start: &Path) -> Option<PathBuf> {
     start.ancestors().find(|dir| workspace_files(dir).is_ok_and(|f| !f.is_empty())).map(Path::to_path_buf)
+}
+
+/// The `project` the files under `root` declare, found by a cheap scan for a top-level
+/// `project: NAME` line, without parsing. A CLI needs the project before loading (references are
+/// checked against that project's server state); the loader has the final word, and a caller whose
+/// guess differs from [`Workspace::project`] loads again.
+pub fn declared_project(root: &Path) -> Option<String> {
+    for path in workspace_files(root).ok()? {
+        let Ok(text) = std::fs::read_to_string(&path) else { continue };
+        for line in text.lines() {
+            let Some(rest) = line.strip_prefix("project:") else { continue };
+            let value = rest.split(" #").next().unwrap_or("").trim().trim_matches(|c| c == '"' || c == '\'');
+            if !value.is_empty() {
+                return Some(value.to_owned());
+            }
+        }
+    }
+    None
 }
 
 /// Loads the workspace rooted at `root` (the folder holding `.forkr/`).
@@ -494,7 +520,9 @@ impl<'o> Loader<'o> {
         if !self.problems.is_empty() {
             return Err(SpecErrors::new(self.problems));
         }
-        let project = self.project.map(|(p, _)| p).unwrap_or_else(|| self.opts.default_project.clone());
+        let project = (self.opts.project.clone())
+            .or(self.project.map(|(p, _)| p))
+            .unwrap_or_else(|| self.opts.default_project.clone());
         let id = self.opts.workspace_id.clone().unwrap_or_else(|| WorkspaceId::derive(&project, &self.root));
         Ok(Workspace {
             project,

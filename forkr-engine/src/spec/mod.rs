@@ -25,7 +25,7 @@ pub(crate) mod yaml;
 
 pub use diag::{Problem, ProblemJson, SpecErrors};
 pub use load::{
-    CONFIG_FILE, Known, LoadOptions, WORKSPACE_DIR, find_workspace_root, load_config, load_dir, load_sources,
+    CONFIG_FILE, Known, LoadOptions, WORKSPACE_DIR, declared_project, find_workspace_root, load_config, load_dir, load_sources,
     workspace_files,
 };
 pub use model::{

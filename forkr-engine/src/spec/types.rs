@@ -136,9 +136,9 @@ pub struct BoxSpec {
     #[schemars(example = &"builder")]
     pub fork: Option<String>,
 
-    /// Environment variables of every process in the box. Changing them replaces the box (the new
-    /// box forks the old one, so the root filesystem is kept). Reserved: FORKR_PROJECT, BOX_NAME,
-    /// FORKR_API_URL, FORKR_API_HOST, TERM.
+    /// Environment variables of every process in the box. Changing them replaces the box (it is
+    /// restarted with the new environment on the same root filesystem, so its files are kept).
+    /// Reserved: FORKR_PROJECT, BOX_NAME, FORKR_API_URL, FORKR_API_HOST, TERM.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     #[schemars(example = json!({ "APP_ENV": "production", "WORKERS": 4 }))]
     pub env: BTreeMap<String, EnvValue>,

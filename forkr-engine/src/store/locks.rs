@@ -28,9 +28,11 @@ impl Store {
         let tx = conn.transaction()?;
         tx.execute("DELETE FROM locks WHERE project = ?1 AND expires_at <= ?2", params![lock.project, now])?;
         let held: Option<(String, i64)> = tx
-            .query_row("SELECT holder, expires_at FROM locks WHERE project = ?1", params![lock.project], |r| {
-                Ok((r.get(0)?, r.get(1)?))
-            })
+            .query_row(
+                "SELECT holder, expires_at FROM locks WHERE project = ?1",
+                params![lock.project],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
             .optional()?;
         if let Some((holder, expires)) = held {
             return Err(Error::conflict(
@@ -58,7 +60,10 @@ impl Store {
             params![project, id, expires_at],
         )?;
         if n == 0 {
-            return Err(Error::conflict("lock_lost", format!("the lock on project {project:?} is no longer held by this client")));
+            return Err(Error::conflict(
+                "lock_lost",
+                format!("the lock on project {project:?} is no longer held by this client"),
+            ));
         }
         Ok(())
     }

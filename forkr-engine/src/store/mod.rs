@@ -351,7 +351,9 @@ impl Store {
     pub fn insert_base(&self, b: &BaseRow) -> Result<()> {
         self.conn()
             .execute(
-                &format!("INSERT INTO bases ({BASE_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"),
+                &format!(
+                    "INSERT INTO bases ({BASE_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
+                ),
                 params![
                     b.version,
                     b.alias,

@@ -48,6 +48,8 @@ pub struct ImportQuery {
     pub parent: Option<String>,
     /// An ownership tag for the new version.
     pub tag: Option<String>,
+    /// The sha256 of what the tarball was built from, recorded as the version's TAG.
+    pub build_tag: Option<String>,
 }
 
 #[utoipa::path(post, path = "/v1/bases/{name}/import", tag = "bases", params(("name" = String, Path), ImportQuery),
@@ -83,7 +85,7 @@ pub async fn import(
     }
     f.flush().await.map_err(|e| Error::io("spooling upload", e))?;
     drop(f);
-    let v = s.engine.import_base(BaseImport { name, parent: q.parent, tarball: spool.clone(), tags: q.tag.into_iter().collect() }).await?;
+    let v = s.engine.import_base(BaseImport { name, parent: q.parent, tarball: spool.clone(), tags: q.tag.into_iter().collect(), build_tag: q.build_tag }).await?;
     Ok((StatusCode::CREATED, ApiJson(v)))
 }
 

@@ -9,8 +9,8 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use forkr_engine::api::{
-    CreateSnapshot, CreateVolume, CreateVolumeBackup, ErrorBody, UpdateVolume, VolumeBackupInfo, VolumeDeleted,
-    VolumeInfo, VolumeSnapshotInfo,
+    CreateSnapshot, CreateVolume, CreateVolumeBackup, ErrorBody, UpdateVolume, VolumeBackupInfo,
+    VolumeDeleted, VolumeInfo, VolumeSnapshotInfo,
 };
 use forkr_engine::name::{NameKind, validate};
 use serde::Deserialize;
@@ -189,4 +189,39 @@ pub async fn restore_backup(
 ) -> ApiResult<ApiJson<VolumeInfo>> {
     check(&project, Some(&volume))?;
     Ok(ApiJson(s.engine.restore_volume_backup(&project, &volume, &backup).await?))
+}
+
+#[cfg(test)]
+mod tests {
+    use utoipa::OpenApi as _;
+
+    #[test]
+    fn every_volume_route_is_in_the_openapi_document() {
+        let doc = serde_json::to_value(crate::openapi::ApiDoc::openapi()).unwrap();
+        let base = "/v1/projects/{project}/volumes";
+        for (path, methods) in [
+            (base.to_owned(), &["get", "post"][..]),
+            (format!("{base}/{{volume}}"), &["get", "patch", "delete"][..]),
+            (format!("{base}/{{volume}}/snapshots"), &["get", "post"][..]),
+            (format!("{base}/{{volume}}/snapshots/{{snapshot}}"), &["delete"][..]),
+            (format!("{base}/{{volume}}/snapshots/{{snapshot}}/restore"), &["post"][..]),
+            (format!("{base}/{{volume}}/backups"), &["get", "post"][..]),
+            (format!("{base}/{{volume}}/backups/{{backup}}"), &["delete"][..]),
+            (format!("{base}/{{volume}}/backups/{{backup}}/restore"), &["post"][..]),
+        ] {
+            for m in methods {
+                assert!(doc["paths"][&path][m].is_object(), "{m} {path} missing from the OpenAPI document");
+            }
+        }
+        for schema in [
+            "VolumeInfo",
+            "CreateVolume",
+            "UpdateVolume",
+            "VolumeDeleted",
+            "VolumeSnapshotInfo",
+            "VolumeBackupInfo",
+        ] {
+            assert!(doc["components"]["schemas"][schema].is_object(), "schema {schema} missing");
+        }
+    }
 }

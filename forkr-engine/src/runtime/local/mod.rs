@@ -387,7 +387,7 @@ impl Runtime for Local {
         exec::exec(&*self.cgroups, &rel, run, spec).await
     }
 
-    fn set_resources(&self, key: &BoxKey, resources: &Resources) -> Result<()> {
+    async fn set_resources(&self, key: &BoxKey, resources: &Resources) -> Result<()> {
         if resources.memory_bytes.is_some_and(|m| m < MIN_MEMORY_BYTES) {
             return Err(Error::bad_request(
                 "invalid_memory",
@@ -398,7 +398,7 @@ impl Runtime for Local {
         self.cgroups.apply(&rel, resources)
     }
 
-    fn cleanup(&self, key: &BoxKey) -> Result<()> {
+    async fn cleanup(&self, key: &BoxKey) -> Result<()> {
         let rel = self.cgroup_rel(key)?;
         cgroup::kill_all_blocking(&*self.cgroups, &rel)?;
         cgroup::remove_dirs(&self.cgroups.dirs(&rel))?;
@@ -411,7 +411,7 @@ impl Runtime for Local {
         Ok(())
     }
 
-    fn listening(&self, key: &BoxKey, run: &Running) -> Result<Vec<Listening>> {
+    async fn listening(&self, key: &BoxKey, run: &Running) -> Result<Vec<Listening>> {
         // /proc/<pid>/net shows the network namespace of that process: the box's.
         let found = net::listening_tcp(run.pid);
         // Checked after reading, so that a PID reused meanwhile is never reported as the box.
@@ -493,6 +493,8 @@ mod tests {
             resources: Resources::default(),
             log_path: root.join("log"),
             network: None,
+            exposure: Default::default(),
+            grace: Duration::from_secs(10),
         }
     }
 

@@ -23,8 +23,8 @@
 //! in here from blocking tasks.
 
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::net::{IpAddr, Ipv4Addr};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::process::Command;
 
 use ipnet::Ipv4Net;
@@ -33,7 +33,9 @@ use netlink_packet_core::{
     NetlinkHeader, NetlinkMessage, NetlinkPayload,
 };
 use netlink_packet_route::address::{AddressAttribute, AddressMessage};
-use netlink_packet_route::link::{InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo, LinkMessage};
+use netlink_packet_route::link::{
+    InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
+};
 use netlink_packet_route::route::{
     RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteScope, RouteType,
 };
@@ -88,10 +90,29 @@ pub(crate) struct Rtnl {
     buf: Vec<u8>,
 }
 
-/// A negative errno from the kernel, with what was being done.
+/// An error answer of the kernel, with what was being done.
+#[derive(Debug)]
+struct KernelError {
+    errno: i32,
+    what: String,
+}
+
+impl std::fmt::Display for KernelError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.what, io::Error::from_raw_os_error(self.errno))
+    }
+}
+
+impl std::error::Error for KernelError {}
+
 fn nl_error(what: &str, code: i32) -> io::Error {
-    let e = io::Error::from_raw_os_error(code.abs());
-    io::Error::new(e.kind(), format!("{what}: {e}"))
+    let errno = code.abs();
+    io::Error::new(io::Error::from_raw_os_error(errno).kind(), KernelError { errno, what: what.to_owned() })
+}
+
+/// The errno of a failed netlink call.
+fn errno(e: &io::Error) -> Option<i32> {
+    e.raw_os_error().or_else(|| e.get_ref()?.downcast_ref::<KernelError>().map(|k| k.errno))
 }
 
 impl Rtnl {
@@ -103,7 +124,12 @@ impl Rtnl {
     }
 
     /// Sends one request and collects the answers until the ACK (or the end of a dump).
-    fn call(&mut self, what: &str, msg: RouteNetlinkMessage, flags: u16) -> io::Result<Vec<RouteNetlinkMessage>> {
+    fn call(
+        &mut self,
+        what: &str,
+        msg: RouteNetlinkMessage,
+        flags: u16,
+    ) -> io::Result<Vec<RouteNetlinkMessage>> {
         self.seq = self.seq.wrapping_add(1);
         let seq = self.seq;
         let mut header = NetlinkHeader::default();
@@ -159,16 +185,18 @@ impl Rtnl {
                 RouteNetlinkMessage::NewLink(l) => Some(l.header.index),
                 _ => None,
             })),
-            Err(e) if e.raw_os_error() == Some(libc::ENODEV) || e.kind() == io::ErrorKind::NotFound => {
-                Ok(None)
-            }
+            Err(e) if errno(&e) == Some(libc::ENODEV) => Ok(None),
             Err(e) => Err(e),
         }
     }
 
     /// Every interface of the namespace.
     fn links(&mut self) -> io::Result<Vec<LinkMessage>> {
-        let answers = self.call("listing interfaces", RouteNetlinkMessage::GetLink(LinkMessage::default()), NLM_F_DUMP)?;
+        let answers = self.call(
+            "listing interfaces",
+            RouteNetlinkMessage::GetLink(LinkMessage::default()),
+            NLM_F_DUMP,
+        )?;
         Ok(answers
             .into_iter()
             .filter_map(|m| match m {
@@ -223,7 +251,7 @@ impl Rtnl {
         let mut msg = LinkMessage::default();
         msg.header.index = index;
         match self.call(&format!("deleting interface {name}"), RouteNetlinkMessage::DelLink(msg), 0) {
-            Err(e) if e.raw_os_error() == Some(libc::ENODEV) => Ok(()),
+            Err(e) if errno(&e) == Some(libc::ENODEV) => Ok(()),
             other => other.map(drop),
         }
     }
@@ -278,7 +306,13 @@ impl Rtnl {
             .collect())
     }
 
-    fn delete_address(&mut self, index: u32, name: &str, address: Ipv4Addr, prefix_len: u8) -> io::Result<()> {
+    fn delete_address(
+        &mut self,
+        index: u32,
+        name: &str,
+        address: Ipv4Addr,
+        prefix_len: u8,
+    ) -> io::Result<()> {
         self.call(
             &format!("removing {address}/{prefix_len} from {name}"),
             RouteNetlinkMessage::DelAddress(Self::address_message(index, address, prefix_len)),
@@ -309,15 +343,14 @@ impl Rtnl {
 /// namespace: `host` is an rtnetlink socket it opened *before* unsharing, so it still speaks to
 /// the host namespace, while the calling thread is already in the box's.
 pub(crate) fn attach_box(host: &mut Rtnl, net: &BoxNet) -> std::result::Result<(), String> {
-    let bridge = host
-        .link_index(&net.bridge)
-        .map_err(|e| e.to_string())?
-        .ok_or_else(|| format!("the host bridge {} is missing; restart forkr-server to recreate it", net.bridge))?;
+    let bridge = host.link_index(&net.bridge).map_err(|e| e.to_string())?.ok_or_else(|| {
+        format!("the host bridge {} is missing; restart forkr-server to recreate it", net.bridge)
+    })?;
     let me = std::fs::File::open("/proc/thread-self/ns/net")
         .map_err(|e| format!("opening the box's network namespace: {e}"))?;
     let me = me.as_fd();
     if let Err(e) = host.create_veth(&net.host_if, bridge, BOX_IF, me) {
-        if e.raw_os_error() != Some(libc::EEXIST) {
+        if errno(&e) != Some(libc::EEXIST) {
             return Err(e.to_string());
         }
         // A veth left by an earlier run of this address whose namespace the kernel has not
@@ -470,9 +503,9 @@ pub fn setup_host(instance: &str, net: &HostNetwork) -> Result<()> {
         Some(i) => i,
         None => {
             nl.create_bridge(&net.bridge).map_err(io_err)?;
-            nl.link_index(&net.bridge)
-                .map_err(io_err)?
-                .ok_or_else(|| Error::internal(format!("bridge {} vanished right after it was created", net.bridge)))?
+            nl.link_index(&net.bridge).map_err(io_err)?.ok_or_else(|| {
+                Error::internal(format!("bridge {} vanished right after it was created", net.bridge))
+            })?
         }
     };
     let prefix = net.subnet.prefix_len();
@@ -489,7 +522,8 @@ pub fn setup_host(instance: &str, net: &HostNetwork) -> Result<()> {
     if net.nat {
         let path = "/proc/sys/net/ipv4/ip_forward";
         if std::fs::read_to_string(path).map(|v| v.trim() != "1").unwrap_or(true) {
-            std::fs::write(path, "1").map_err(|e| Error::io("enabling IPv4 forwarding for outbound NAT", e))?;
+            std::fs::write(path, "1")
+                .map_err(|e| Error::io("enabling IPv4 forwarding for outbound NAT", e))?;
         }
     }
     Ok(())
@@ -502,7 +536,8 @@ pub fn remove_host(instance: &str) -> Result<()> {
     let mut nl = Rtnl::open().map_err(io_err)?;
     if let Some(index) = nl.link_index(&bridge).map_err(io_err)? {
         for link in nl.links().map_err(io_err)? {
-            let on_bridge = link.attributes.iter().any(|a| matches!(a, LinkAttribute::Controller(c) if *c == index));
+            let on_bridge =
+                link.attributes.iter().any(|a| matches!(a, LinkAttribute::Controller(c) if *c == index));
             if on_bridge {
                 let name = link
                     .attributes
@@ -518,6 +553,59 @@ pub fn remove_host(instance: &str) -> Result<()> {
         nl.delete_link(index, &bridge).map_err(io_err)?;
     }
     remove_rules(instance)
+}
+
+/// The TCP sockets in state LISTEN in the network namespace of process `pid`, from its
+/// `/proc/<pid>/net/tcp` and `tcp6`: no process has to run inside the box to find them.
+pub(crate) fn listening_tcp(pid: u32) -> io::Result<Vec<crate::runtime::Listening>> {
+    let mut found = Vec::new();
+    for file in ["tcp", "tcp6"] {
+        match std::fs::read_to_string(format!("/proc/{pid}/net/{file}")) {
+            Ok(text) => found.extend(parse_proc_net_tcp(&text)),
+            // No IPv6 in this kernel.
+            Err(e) if file == "tcp6" && e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+    }
+    found.sort();
+    found.dedup();
+    Ok(found)
+}
+
+/// TCP state `LISTEN` in `/proc/net/tcp`.
+const TCP_LISTEN: &str = "0A";
+
+/// Parses the listening sockets out of a `/proc/net/tcp` or `/proc/net/tcp6` table. Addresses are
+/// hex words in host byte order (little-endian here); ports are big-endian hex.
+pub(crate) fn parse_proc_net_tcp(text: &str) -> Vec<crate::runtime::Listening> {
+    text.lines()
+        .skip(1)
+        .filter_map(|line| {
+            let mut cols = line.split_whitespace();
+            let local = cols.nth(1)?;
+            let state = cols.nth(1)?;
+            if state != TCP_LISTEN {
+                return None;
+            }
+            let (addr, port) = local.split_once(':')?;
+            let port = u16::from_str_radix(port, 16).ok()?;
+            let words: Vec<u32> = (0..addr.len() / 8)
+                .map(|i| addr.get(i * 8..i * 8 + 8).and_then(|w| u32::from_str_radix(w, 16).ok()))
+                .collect::<Option<_>>()?;
+            let address = match words.as_slice() {
+                [w] => IpAddr::V4(Ipv4Addr::from(w.to_le_bytes())),
+                [a, b, c, d] => {
+                    let mut bytes = [0u8; 16];
+                    for (i, w) in [a, b, c, d].into_iter().enumerate() {
+                        bytes[i * 4..i * 4 + 4].copy_from_slice(&w.to_le_bytes());
+                    }
+                    IpAddr::V6(std::net::Ipv6Addr::from(bytes))
+                }
+                _ => return None,
+            };
+            Some(crate::runtime::Listening { address, port })
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -130,6 +130,27 @@ fn load_dir_reads_forkr_folder_but_not_config() {
 }
 
 #[test]
+fn declared_project_and_the_project_override() {
+    let root = Root::new();
+    let dir = root.path().join(".forkr");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("a.yaml"), "boxes:\n  a: {}\n").unwrap();
+    assert_eq!(declared_project(root.path()), None);
+    std::fs::write(dir.join("b.yaml"), "# project: not-this\nproject: \"web-app\" # the app\n").unwrap();
+    std::fs::write(dir.join("config.yaml"), "project: from-config\n").unwrap();
+    assert_eq!(declared_project(root.path()).as_deref(), Some("web-app"));
+
+    let ws = load_dir(root.path(), &LoadOptions::default()).unwrap();
+    assert_eq!(ws.project, "web-app");
+    let opts = LoadOptions { project: Some("preview-7".into()), ..LoadOptions::default() };
+    let over = load_dir(root.path(), &opts).unwrap();
+    assert_eq!(over.project, "preview-7");
+    // Another project is another owner.
+    assert_ne!(over.id, ws.id);
+    assert!(over.id.as_str().starts_with("preview-7."));
+}
+
+#[test]
 fn workspace_root_is_the_nearest_folder_with_workspace_files() {
     let root = Root::new();
     let home = root.path();
