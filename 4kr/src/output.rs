@@ -168,6 +168,13 @@ pub fn base_details(b: &BaseInfo) -> String {
         })
         .collect();
     out.push_str(&table(&["VERSION", "KIND", "TAG", "BUILDER", "PARENT", "SIZE", "CREATED"], &rows));
+    // Document 000: `base show` reports the build script of each version.
+    for v in b.versions.iter().filter(|v| v.script.is_some()) {
+        let _ = writeln!(out, "\nbuild script of {}:", v.version);
+        for line in v.script.as_deref().unwrap_or_default().lines() {
+            let _ = writeln!(out, "  {line}");
+        }
+    }
     out
 }
 
@@ -286,6 +293,7 @@ pub(crate) mod tests {
             arch: "x86_64".into(),
             created_at: "2026-01-01T12:00:00Z".into(),
             tags: vec![],
+            script: (kind == "script").then(|| "apk add curl\necho done\n".into()),
         }
     }
 

@@ -268,6 +268,9 @@ pub struct BaseVersion {
     pub created_at: String,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tags: Vec<String>,
+    /// The build script, for versions built with `base build --script`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub script: Option<String>,
 }
 
 /// A base name with its versions (`base show`); `base list` returns these with the newest version.

@@ -240,10 +240,16 @@ impl Server {
 impl Drop for Server {
     fn drop(&mut self) {
         self.kill9();
-        let _ = Command::new(bin("forkr-server"))
-            .arg("teardown")
-            .arg("--data-dir")
-            .arg(self.data.path())
-            .status();
+        let out = Command::new(bin("forkr-server")).arg("teardown").arg("--data-dir").arg(self.data.path()).output();
+        match out {
+            Ok(o) if o.status.success() => {}
+            // Say so loudly: a failed teardown leaks mounts and loop devices into later runs.
+            Ok(o) => eprintln!(
+                "forkr-server teardown of {} failed: {}",
+                self.data.path().display(),
+                String::from_utf8_lossy(&o.stderr)
+            ),
+            Err(e) => eprintln!("could not run forkr-server teardown: {e}"),
+        }
     }
 }

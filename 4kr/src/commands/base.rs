@@ -341,6 +341,7 @@ mod tests {
                 arch: "x86_64".into(),
                 created_at: "2026-01-01T12:00:00Z".into(),
                 tags: vec![],
+                script: Some("echo hi\n".into()),
             },
             unchanged,
             log: log.into(),

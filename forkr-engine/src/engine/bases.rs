@@ -47,6 +47,7 @@ fn to_api(r: &BaseRow) -> BaseVersion {
         arch: r.arch.clone(),
         created_at: r.created_at.clone(),
         tags: r.tags.clone(),
+        script: r.script.clone(),
     }
 }
 
@@ -128,8 +129,14 @@ pub(crate) fn extract_tarball(tarball: &Path, dst: &Path) -> Result<()> {
         let inside = entry.unpack_in(dst).map_err(|e| {
             if e.raw_os_error() == Some(libc::ENOSPC) {
                 Error::io("extracting the archive", e)
+            } else if e.to_string().contains("outside of destination") {
+                Error::bad_request(
+                    "invalid_tarball",
+                    format!("archive entry {} points outside the root filesystem", path.display()),
+                )
             } else {
-                Error::bad_request("invalid_tarball", format!("cannot extract {}: {e}", path.display()))
+                // The io error's text names server paths; its kind says enough.
+                Error::bad_request("invalid_tarball", format!("cannot extract {}: {}", path.display(), e.kind()))
             }
         })?;
         if !inside {

@@ -54,7 +54,7 @@ impl Engine {
                     .versions
                     .into_iter()
                     .map(|v| ObservedBaseVersion {
-                        script: self.store.get_base_version(&v.version).ok().flatten().and_then(|r| r.script),
+                        script: v.script,
                         version: v.version,
                         kind: v.kind,
                         tag: v.tag,

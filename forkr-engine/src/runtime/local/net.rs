@@ -444,7 +444,8 @@ fn remove_rules(instance: &str) -> Result<()> {
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()), // no iptables at all
             Err(e) => return Err(Error::io("running iptables", e)),
         };
-        for line in listed.lines().filter(|l| l.contains(&marker)) {
+        // iptables-nft quotes the comment, iptables-legacy does not.
+        for line in listed.lines().filter(|l| l.replace('"', "").contains(&marker)) {
             let Some(rule) = line.strip_prefix("-A ") else { continue };
             let mut args: Vec<String> = vec!["-t".into(), table.into(), "-D".into()];
             args.extend(rule.split_whitespace().map(|w| w.trim_matches('"').to_owned()));

@@ -110,7 +110,7 @@ fn bridge_setup_is_idempotent_and_follows_the_subnet() {
 #[test]
 fn nat_rules_follow_the_setting_and_teardown_removes_them() {
     in_fresh_netns(|| {
-        let marker = "--comment forkr:t0nat";
+        let marker = "forkr:t0nat";
         setup_host("t0nat", &net("t0nat", "10.79.0.0/24", true)).unwrap();
         let nat = iptables_save("nat");
         assert!(nat.contains("-s 10.79.0.0/24 ! -o fkt0nat") && nat.contains("MASQUERADE"), "{nat}");
