@@ -5,7 +5,9 @@
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::commands::{base, boxes, config, console, cp, diff, docs, exec, snapshot, volume, workspace};
+use crate::commands::{
+    base, boxes, config, console, cp, diff, docs, exec, port, publish, snapshot, volume, workspace,
+};
 
 const CONNECTION_HELP: &str = "\
 Server URL, first match wins:
@@ -90,6 +92,12 @@ pub enum Command {
     /// Copy a file into or out of a box (one side is box:/path).
     #[command(visible_aliases = ["get", "put"])]
     Cp(cp::CpArgs),
+    /// Publish a box on a hostname through the server's HTTPS proxy.
+    Publish(publish::PublishArgs),
+    /// Stop publishing a hostname.
+    Unpublish(publish::UnpublishArgs),
+    /// TCP ports listening inside a box: list, wait.
+    Port(port::PortArgs),
     /// Snapshots of a box's root filesystem: create, list, restore, delete.
     Snapshot(snapshot::SnapshotArgs),
     /// What changed in a box's root since a snapshot.

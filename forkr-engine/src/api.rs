@@ -556,3 +556,65 @@ pub struct LockInfo {
     /// RFC3339.
     pub expires_at: String,
 }
+
+// ---- publishing and ports ----
+//
+// | method | path (under `/v1/projects/{p}/boxes/{b}`) | body → answer |
+// |---|---|---|
+// | POST | `/publish` | `PublishRequest` → `Published` (409 `host_taken` unless `force`) |
+// | POST | `/unpublish` | `UnpublishRequest` → `Published` (403 `host_not_owned`, 404 `not_published`) |
+// | GET | `/ports` | → `Vec<ListeningPort>` |
+// | GET | `/ports/{port}/wait?timeout_ms=N` | → `PortWait` (waits at most N ms, default 30000) |
+
+/// `POST …/publish`. The host is `host` when given, otherwise `{subdomain}.{domain}` with the
+/// server's publish domain by default; subdomain `@` is the apex (the bare domain).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PublishRequest {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subdomain: Option<String>,
+    /// Explicit full hostname (not with `subdomain` or `domain`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    /// Overrides the server's publish domain (not with `host`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub domain: Option<String>,
+    /// Take the host over from the box that publishes it.
+    #[serde(default)]
+    pub force: bool,
+}
+
+/// `POST …/unpublish`: the host, resolved as for [`PublishRequest`].
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UnpublishRequest {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subdomain: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub domain: Option<String>,
+}
+
+/// The host a publish or unpublish acted on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Published {
+    pub host: String,
+}
+
+/// A TCP socket listening inside a box (`port list`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ListeningPort {
+    pub port: u16,
+    /// The address it is bound to (`0.0.0.0` and `::` mean every address).
+    pub address: String,
+}
+
+/// `port wait`: whether the port listens, and how long it took.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct PortWait {
+    pub port: u16,
+    /// `false`: the timeout passed first.
+    pub listening: bool,
+    pub waited_ms: u64,
+}

@@ -14,6 +14,7 @@ use forkr_engine::engine::Engine;
 pub mod auth;
 pub mod error;
 pub mod openapi;
+pub mod proxy;
 pub mod routes;
 pub mod setup;
 
@@ -28,7 +29,7 @@ pub const JSON_LIMIT: usize = 1 << 20;
 
 /// The full API router.
 pub fn router(state: Arc<AppState>) -> Router {
-    use routes::{bases, boxes, exec, files, snapshots, volumes, workspace};
+    use routes::{bases, boxes, exec, files, publish, snapshots, volumes, workspace};
     let box_path = "/v1/projects/{project}/boxes/{name}";
     let vol_path = "/v1/projects/{project}/volumes/{volume}";
     let api = Router::new()
@@ -51,6 +52,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route(&format!("{box_path}/snapshots/{{snapshot}}/restore"), post(snapshots::restore))
         .route(&format!("{box_path}/diff/status"), get(snapshots::diff_status))
         .route(&format!("{box_path}/diff/file"), get(snapshots::diff_file))
+        .route(&format!("{box_path}/publish"), post(publish::publish))
+        .route(&format!("{box_path}/unpublish"), post(publish::unpublish))
+        .route(&format!("{box_path}/ports"), get(publish::ports))
+        .route(&format!("{box_path}/ports/{{port}}/wait"), get(publish::wait))
         .route("/v1/projects/{project}/state", get(workspace::state))
         .route("/v1/projects/{project}/lock", post(workspace::lock))
         .route("/v1/projects/{project}/lock/{id}/refresh", post(workspace::refresh))

@@ -4,9 +4,10 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use clap::{Parser, Subcommand};
+use clap::{Parser, Subcommand, ValueEnum};
 use forkr_engine::engine::Config;
-use forkr_server::{AppState, auth, router, setup};
+use forkr_engine::runtime::kubernetes;
+use forkr_server::{AppState, auth, proxy, router, setup};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -22,9 +23,43 @@ struct Cli {
     /// loop-mounted when the directory is not on btrfs).
     #[arg(long, env = "FORKR_DATA_DIR", default_value = "/var/lib/forkr", global = true)]
     data_dir: PathBuf,
-    /// Deployment domain: boxes are published at https://{box}.{domain}.
-    #[arg(long, env = "FORKR_DOMAIN", default_value = "localhost", global = true)]
-    domain: String,
+    /// Deployment domain: boxes are published at https://{box}.{domain}. Required with
+    /// `--runtime kubernetes`; `localhost` (local development) otherwise.
+    #[arg(long, env = "FORKR_DOMAIN", global = true)]
+    domain: Option<String>,
+    /// Node IP injected into boxes as FORKR_API_IP and FORKR_NODE_IP.
+    #[arg(long, env = "FORKR_NODE_IP", default_value = "127.0.0.1", global = true)]
+    node_ip: String,
+    /// Where boxes run: `local` (Linux namespaces on this machine) or `kubernetes` (a Deployment,
+    /// headless Service and Ingress per box; kubeconfig or in-cluster config).
+    #[arg(long, env = "FORKR_RUNTIME", value_enum, default_value_t = RuntimeKind::Local, global = true)]
+    runtime: RuntimeKind,
+    /// Namespace of the boxes' Kubernetes objects.
+    #[arg(
+        long,
+        env = "FORKR_KUBE_NAMESPACE",
+        default_value = "forks",
+        global = true,
+        help_heading = "Kubernetes runtime"
+    )]
+    kube_namespace: String,
+    /// Image of the box runner container.
+    #[arg(long, env = "FORKR_RUNNER_IMAGE", default_value = kubernetes::DEFAULT_RUNNER_IMAGE, global = true, help_heading = "Kubernetes runtime")]
+    runner_image: String,
+    /// The node this server runs on, which holds the boxes' btrfs roots (downward API
+    /// `spec.nodeName`); every box is pinned to it.
+    #[arg(long, env = "FORKR_NODE_NAME", global = true, help_heading = "Kubernetes runtime")]
+    kube_node: Option<String>,
+    /// TLS secret (in the boxes' namespace) with a wildcard certificate for *.{domain}; when
+    /// unset, cert-manager issues a certificate per box through --cluster-issuer.
+    #[arg(long, env = "FORKR_WILDCARD_TLS_SECRET", global = true, help_heading = "Kubernetes runtime")]
+    wildcard_tls_secret: Option<String>,
+    /// cert-manager ClusterIssuer for box certificates (without a wildcard secret).
+    #[arg(long, env = "FORKR_CLUSTER_ISSUER", default_value = kubernetes::DEFAULT_CLUSTER_ISSUER, global = true, help_heading = "Kubernetes runtime")]
+    cluster_issuer: String,
+    /// Ingress class of box Ingresses (default: the cluster's default class).
+    #[arg(long, env = "FORKR_INGRESS_CLASS", global = true, help_heading = "Kubernetes runtime")]
+    ingress_class: Option<String>,
     /// Size of the btrfs image created when the data dir is not on btrfs (sparse), e.g. 64G.
     #[arg(long, env = "FORKR_IMAGE_SIZE", default_value = "64G", value_parser = parse_size, global = true)]
     image_size: u64,
@@ -34,8 +69,53 @@ struct Cli {
     /// The forkr-shim helper (default: beside this binary).
     #[arg(long, env = "FORKR_SHIM", global = true)]
     shim: Option<PathBuf>,
+    /// Box network: each box gets an address from this IPv4 subnet on a host bridge; the first
+    /// address is the bridge's. `off`: boxes get only a loopback interface.
+    #[arg(long, env = "FORKR_SUBNET", default_value = forkr_engine::engine::network::DEFAULT_SUBNET, global = true)]
+    subnet: String,
+    /// Outbound access for boxes: masquerade their traffic leaving the host (iptables) and give
+    /// them a default route. `off`: boxes reach only each other and the host.
+    #[arg(long, env = "FORKR_NAT", default_value = "on", value_name = "on|off", action = clap::ArgAction::Set,
+        value_parser = clap::builder::BoolishValueParser::new(), global = true)]
+    nat: bool,
+    /// The publish proxy's TLS address (HTTPS to published boxes), or `off`.
+    #[arg(long, env = "FORKR_PROXY_LISTEN", default_value = "127.0.0.1:8443", value_parser = parse_listen, global = true)]
+    proxy_listen: Listen,
+    /// The publish proxy's plain-HTTP address, or `off`.
+    #[arg(long, env = "FORKR_PROXY_HTTP_LISTEN", default_value = "127.0.0.1:8080", value_parser = parse_listen, global = true)]
+    proxy_http_listen: Listen,
+    /// PEM certificate (chain) for the publish proxy; default: a self-signed one for the domain,
+    /// generated at first start into <data-dir>/proxy-tls/.
+    #[arg(long, env = "FORKR_TLS_CERT", requires = "tls_key", global = true)]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, env = "FORKR_TLS_KEY", requires = "tls_cert", global = true)]
+    tls_key: Option<PathBuf>,
     #[command(subcommand)]
     command: Option<Command>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum RuntimeKind {
+    Local,
+    Kubernetes,
+}
+
+/// The Kubernetes driver's settings from the flags.
+fn kube_settings(cli: &Cli) -> anyhow::Result<kubernetes::Settings> {
+    let node = cli.kube_node.clone().filter(|n| !n.is_empty()).ok_or_else(|| {
+        anyhow::anyhow!(
+            "FORKR_NODE_NAME (--kube-node) is required with --runtime kubernetes: set it to the node this server runs on (the downward API field spec.nodeName)"
+        )
+    })?;
+    let mut s = kubernetes::Settings::new(&cli.kube_namespace, node);
+    s.runner_image = cli.runner_image.clone();
+    s.ingress_class = cli.ingress_class.clone();
+    s.tls = match &cli.wildcard_tls_secret {
+        Some(secret) => kubernetes::Tls::WildcardSecret(secret.clone()),
+        None => kubernetes::Tls::ClusterIssuer(cli.cluster_issuer.clone()),
+    };
+    Ok(s)
 }
 
 #[derive(Debug, Subcommand)]
@@ -64,6 +144,19 @@ fn parse_size(s: &str) -> Result<u64, String> {
     n.checked_mul(m).ok_or_else(|| format!("size {s:?} is too large"))
 }
 
+/// A listen address, or `off`.
+#[derive(Debug, Clone, Copy)]
+struct Listen(Option<SocketAddr>);
+
+fn parse_listen(s: &str) -> Result<Listen, String> {
+    if s.eq_ignore_ascii_case("off") {
+        return Ok(Listen(None));
+    }
+    s.parse()
+        .map(|a| Listen(Some(a)))
+        .map_err(|_| format!("invalid address {s:?}: use IP:PORT (e.g. 127.0.0.1:8443) or off"))
+}
+
 fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -81,21 +174,46 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn serve(cli: Cli) -> anyhow::Result<()> {
+    let kube = cli.runtime == RuntimeKind::Kubernetes;
+    let domain = setup::resolve_domain(cli.domain.clone(), kube)?;
     let mut config = Config::new(&cli.data_dir);
-    config.domain = cli.domain.clone();
+    config.domain = domain.clone();
     config.api_url = cli.api_url.clone();
-    let shim = match cli.shim.clone() {
-        Some(s) => s,
-        None => setup::default_shim()?,
+    config.node_ip = cli.node_ip.clone();
+    // On Kubernetes, pods have the cluster's network; the host bridge is for the local runtime.
+    if !kube && !cli.subnet.eq_ignore_ascii_case("off") {
+        let subnet = forkr_engine::engine::network::NetworkConfig::parse_subnet(&cli.subnet)?;
+        config.network = Some(forkr_engine::engine::network::NetworkConfig { subnet, nat: cli.nat });
+    }
+    let choice = match cli.runtime {
+        RuntimeKind::Local => setup::RuntimeChoice::Local {
+            shim: match cli.shim.clone() {
+                Some(s) => s,
+                None => setup::default_shim()?,
+            },
+        },
+        RuntimeKind::Kubernetes => setup::RuntimeChoice::Kubernetes(kube_settings(&cli)?),
     };
-    let engine = setup::open_engine(config, cli.image_size, shim).await?;
+    let engine = setup::open_engine_with(config, cli.image_size, choice).await?;
     let token_path = engine.layout().token();
     let token = auth::load_or_create_token(&token_path)?;
+    let tls = match (cli.tls_cert.clone(), cli.tls_key.clone()) {
+        (Some(cert), Some(key)) => proxy::TlsSource::Files { cert, key },
+        _ => proxy::TlsSource::SelfSigned { dir: cli.data_dir.join("proxy-tls"), domain: domain.clone() },
+    };
+    let proxy_config = proxy::ProxyConfig { https: cli.proxy_listen.0, http: cli.proxy_http_listen.0, tls };
+    let proxied = proxy::spawn(engine.clone(), proxy_config).await?;
     let state = Arc::new(AppState { engine, token });
     let listener = tokio::net::TcpListener::bind(cli.listen).await?;
     let addr = listener.local_addr()?;
-    // Tests and scripts read these two lines.
+    // Tests and scripts read these lines; the token file line comes last.
     println!("forkr-server listening on http://{addr}");
+    if let Some(a) = proxied.https {
+        println!("publish proxy listening on https://{a}");
+    }
+    if let Some(a) = proxied.http {
+        println!("publish proxy listening on http://{a}");
+    }
     println!("token file: {}", token_path.display());
     let shutdown = async {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
@@ -105,6 +223,19 @@ async fn serve(cli: Cli) -> anyhow::Result<()> {
         }
         tracing::info!("shutting down; boxes keep running");
     };
-    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await?;
+    // Graceful shutdown waits for open connections, and an attached console may never close:
+    // give them a few seconds, then exit anyway (boxes keep running either way).
+    let stopping = Arc::new(tokio::sync::Notify::new());
+    let signalled = stopping.clone();
+    let server = axum::serve(listener, router(state)).with_graceful_shutdown(async move {
+        shutdown.await;
+        signalled.notify_one();
+    });
+    tokio::select! {
+        r = server => r?,
+        _ = async { stopping.notified().await; tokio::time::sleep(std::time::Duration::from_secs(5)).await } => {
+            tracing::warn!("connections still open after 5 s; exiting");
+        }
+    }
     Ok(())
 }

@@ -4,7 +4,7 @@ use axum::Json;
 use utoipa::OpenApi;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 
-use crate::routes::{bases, boxes, exec, files, snapshots, volumes, workspace};
+use crate::routes::{bases, boxes, exec, files, publish, snapshots, volumes, workspace};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -18,6 +18,7 @@ use crate::routes::{bases, boxes, exec, files, snapshots, volumes, workspace};
         volumes::list, volumes::create, volumes::show, volumes::update, volumes::delete, volumes::list_snapshots,
         volumes::create_snapshot, volumes::delete_snapshot, volumes::restore_snapshot, volumes::list_backups,
         volumes::create_backup, volumes::delete_backup, volumes::restore_backup,
+        publish::publish, publish::unpublish, publish::ports, publish::wait,
     ),
     components(schemas(forkr_engine::api::ErrorBody, forkr_engine::api::ErrorDetail, forkr_engine::api::BgStarted)),
     modifiers(&Security),

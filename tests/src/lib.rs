@@ -93,6 +93,32 @@ pub struct Server {
     pub token: String,
     pub addr: String,
     image_size: String,
+    /// Extra `forkr-server` flags (see [`Server::start_with_args`]).
+    args: Vec<String>,
+    /// The publish proxy's addresses (`IP:PORT`).
+    pub proxy_http: String,
+    pub proxy_https: String,
+}
+
+thread_local! {
+    static ISOLATED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Moves the calling thread into a network namespace of its own (once per thread), with `lo` up.
+///
+/// Every server, box bridge, veth, NAT rule and proxy port of a test then lives in that namespace:
+/// tests running in parallel (or several engineers' test runs) cannot clash on the default subnet
+/// or on ports, nothing touches the host's network, and the kernel removes it all when the test's
+/// thread ends, even after a panic. Processes spawned from this thread (the server, `4kr`, curl)
+/// and threads it starts inherit the namespace.
+pub fn isolate_network() {
+    if ISOLATED.with(|i| i.replace(true)) {
+        return;
+    }
+    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET)
+        .expect("unshare(CLONE_NEWNET): the end-to-end tests need root");
+    let st = Command::new("ip").args(["link", "set", "lo", "up"]).status().expect("run ip");
+    assert!(st.success(), "bringing up lo in the test's network namespace failed");
 }
 
 impl Server {
@@ -103,6 +129,11 @@ impl Server {
 
     /// Like [`Server::start`] with a btrfs image of `size` (sparse; e.g. `24G` for benchmarks).
     pub fn start_with_image(size: &str) -> Server {
+        Server::start_with_args(size, &[])
+    }
+
+    /// Like [`Server::start_with_image`] with extra `forkr-server` flags (kept across restarts).
+    pub fn start_with_args(size: &str, args: &[&str]) -> Server {
         let data = tempfile::Builder::new().prefix("forkr-e2e-").tempdir().unwrap();
         let work = tempfile::Builder::new().prefix("forkr-work-").tempdir().unwrap();
         let mut s = Server {
@@ -113,6 +144,9 @@ impl Server {
             token: String::new(),
             addr: "127.0.0.1:0".into(),
             image_size: size.to_owned(),
+            args: args.iter().map(|a| a.to_string()).collect(),
+            proxy_http: String::new(),
+            proxy_https: String::new(),
         };
         s.spawn();
         let tarball = tiny_base_tarball(s.work.path());
@@ -122,11 +156,27 @@ impl Server {
 
     /// Starts (or restarts, on the same data dir and port) the server process.
     pub fn spawn(&mut self) {
-        let mut child = Command::new(bin("forkr-server"))
+        isolate_network();
+        let mut command = Command::new(bin("forkr-server"));
+        // If the test process dies without running Drop (killed by a timeout), the server must not
+        // outlive it holding mounts and pipes.
+        // SAFETY: prctl is async-signal-safe and touches nothing but this process.
+        unsafe {
+            std::os::unix::process::CommandExt::pre_exec(&mut command, || {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
+        let mut child = command
             .args(["--listen", &self.addr, "--image-size", &self.image_size])
             .arg("--data-dir")
             .arg(self.data.path())
+            // Ports of their own: the namespace is the test's, but a test may restart the server.
+            .args(["--proxy-listen", "127.0.0.1:0", "--proxy-http-listen", "127.0.0.1:0"])
+            .args(&self.args)
             .env("FORKR_LOG", "warn")
+            // No outbound NAT unless a test asks for it (there is no uplink in the namespace).
+            .env("FORKR_NAT", "off")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -140,6 +190,10 @@ impl Server {
             if let Some(u) = line.strip_prefix("forkr-server listening on ") {
                 self.url = u.to_owned();
                 self.addr = u.trim_start_matches("http://").to_owned();
+            } else if let Some(a) = line.strip_prefix("publish proxy listening on https://") {
+                self.proxy_https = a.to_owned();
+            } else if let Some(a) = line.strip_prefix("publish proxy listening on http://") {
+                self.proxy_http = a.to_owned();
             } else if let Some(t) = line.strip_prefix("token file: ") {
                 token_file = Some(PathBuf::from(t));
             }
@@ -240,7 +294,11 @@ impl Server {
 impl Drop for Server {
     fn drop(&mut self) {
         self.kill9();
-        let out = Command::new(bin("forkr-server")).arg("teardown").arg("--data-dir").arg(self.data.path()).output();
+        let out = Command::new(bin("forkr-server"))
+            .arg("teardown")
+            .arg("--data-dir")
+            .arg(self.data.path())
+            .output();
         match out {
             Ok(o) if o.status.success() => {}
             // Say so loudly: a failed teardown leaks mounts and loop devices into later runs.

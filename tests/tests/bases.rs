@@ -358,7 +358,7 @@ fn hostile_tarballs_are_refused_and_leave_nothing_behind() {
         (
             "symlink-abs",
             vec![Entry::Symlink("esc", &outside_str), Entry::File("esc/pwned", b"pwned")],
-            "cannot extract esc/pwned",
+            "archive entry esc/pwned points outside the root filesystem",
         ),
         (
             "symlink-rel",
@@ -367,7 +367,7 @@ fn hostile_tarballs_are_refused_and_leave_nothing_behind() {
                 Entry::Symlink("a/esc", &dotdot_target),
                 Entry::File("a/esc/pwned", b"pwned"),
             ],
-            "cannot extract a/esc/pwned",
+            "archive entry a/esc/pwned points outside the root filesystem",
         ),
         (
             "hardlink",

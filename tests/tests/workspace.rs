@@ -187,8 +187,11 @@ fn ci_example_builds_a_base_and_forks_test_boxes() {
     assert!(s.ok(&["snapshot", "list", "-p", "ci", "builder"]).contains("built"));
 
     // A new script builds a new base version, and the boxes on it are replaced.
-    std::fs::write(dir.join("scripts/provision.sh"), "set -eu\nmkdir -p /opt/ci\necho 'ci-toolchain 2' > /opt/ci/VERSION\n")
-        .unwrap();
+    std::fs::write(
+        dir.join("scripts/provision.sh"),
+        "set -eu\nmkdir -p /opt/ci\necho 'ci-toolchain 2' > /opt/ci/VERSION\n",
+    )
+    .unwrap();
     let (plan, _) = code_in(&s, &dir, &["plan", "--detailed-exitcode"], 2);
     assert!(plan.contains("~ base \"ci-base\"") && plan.contains("-/+ box \"builder\""), "{plan}");
     assert!(plan.contains("-/+ box \"test-unit\""), "{plan}");
@@ -248,7 +251,10 @@ fn edits_drift_prune_and_destroy() {
     )
     .unwrap();
     let (plan, _) = code_in(&s, &dir, &["plan", "--detailed-exitcode"], 2);
-    assert!(plan.contains("-/+ box \"api\"") && plan.contains("+ env.MODE = \"blue\" # forces replacement"), "{plan}");
+    assert!(
+        plan.contains("-/+ box \"api\"") && plan.contains("+ env.MODE = \"blue\" # forces replacement"),
+        "{plan}"
+    );
     assert!(plan.contains("its current root filesystem"), "{plan}");
     let out = apply(&s, &dir);
     assert!(out.contains("1 replaced"), "{out}");
@@ -263,8 +269,11 @@ fn edits_drift_prune_and_destroy() {
     assert_converged(&s, &dir);
 
     // A box removed from the files is deleted only with --prune, and only if the workspace made it.
-    std::fs::write(dir.join(".forkr/boxes.yaml"), "boxes:\n  api:\n    port: 9090\n    env:\n      MODE: blue\n")
-        .unwrap();
+    std::fs::write(
+        dir.join(".forkr/boxes.yaml"),
+        "boxes:\n  api:\n    port: 9090\n    env:\n      MODE: blue\n",
+    )
+    .unwrap();
     let (plan, _) = code_in(&s, &dir, &["plan", "--detailed-exitcode"], 0);
     assert!(plan.starts_with("No changes.") && plan.contains("Run with --prune"), "{plan}");
     assert!(!plan.contains("- box"), "{plan}");
@@ -276,8 +285,11 @@ fn edits_drift_prune_and_destroy() {
     assert!(!list.contains("worker") && list.contains("handmade") && list.contains("api"), "{list}");
 
     // --target limits a run to one box.
-    std::fs::write(dir.join(".forkr/boxes.yaml"), "boxes:\n  api:\n    port: 9091\n    env:\n      MODE: blue\n  extra: {}\n")
-        .unwrap();
+    std::fs::write(
+        dir.join(".forkr/boxes.yaml"),
+        "boxes:\n  api:\n    port: 9091\n    env:\n      MODE: blue\n  extra: {}\n",
+    )
+    .unwrap();
     let (plan, _) = code_in(&s, &dir, &["plan", "--target", "extra", "--detailed-exitcode"], 2);
     assert!(plan.contains("+ box \"extra\"") && !plan.contains("\"api\""), "{plan}");
 
@@ -297,7 +309,8 @@ fn saved_plans_apply_exactly_and_go_stale() {
     let plan_file = dir.join("plan.json");
     let (out, _) = code_in(&s, &dir, &["plan", "--out", "plan.json", "--detailed-exitcode"], 2);
     assert!(out.contains("4kr apply plan.json"), "{out}");
-    let saved: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&plan_file).unwrap()).unwrap();
+    let saved: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&plan_file).unwrap()).unwrap();
     assert_eq!(saved["summary"]["add"], 1);
     // The files change after the plan was saved: the saved plan still does exactly what it said.
     std::fs::write(dir.join(".forkr/forkr.yaml"), "project: saved\nboxes:\n  one: {}\n  two: {}\n").unwrap();
@@ -342,7 +355,9 @@ fn broken_example_reports_every_problem_at_once() {
         for place in expected_places {
             assert!(err.contains(&format!("[{place}]")), "{args:?}: no {place} in:\n{err}");
         }
-        for code in ["yaml_syntax", "unknown_key", "wrong_type", "invalid_name", "reserved_env", "invalid_mount"] {
+        for code in
+            ["yaml_syntax", "unknown_key", "wrong_type", "invalid_name", "reserved_env", "invalid_mount"]
+        {
             assert!(err.contains(code), "{args:?}: no {code} in:\n{err}");
         }
         assert!(err.contains("did you mean `port`?"), "{err}");
@@ -396,7 +411,7 @@ fn the_lock_keeps_applies_apart_and_a_killed_clients_lock_expires() {
 
     // An apply that waits at its prompt on a terminal holds the lock…
     let (mut first, rx) = on_a_terminal(&s, &dir, "apply --lock-ttl 2");
-    read_until(&rx, "Enter a value:", Duration::from_secs(30));
+    read_until(&rx, "Only 'yes' will be accepted", Duration::from_secs(30));
     // …so another apply fails with the lock message, naming who holds it…
     let (_, err) = code_in(&s, &dir, &["apply", "--auto-approve"], 1);
     assert!(err.contains("project \"locked\" is locked by 4kr apply by "), "{err}");
@@ -413,7 +428,7 @@ fn the_lock_keeps_applies_apart_and_a_killed_clients_lock_expires() {
     // A client killed at its prompt leaves its lock behind; it expires after its TTL.
     std::fs::write(dir.join(".forkr/forkr.yaml"), "project: locked\nboxes:\n  one: {}\n  two: {}\n").unwrap();
     let (killed, rx) = on_a_terminal(&s, &dir, "apply --lock-ttl 2");
-    read_until(&rx, "Enter a value:", Duration::from_secs(30));
+    read_until(&rx, "Only 'yes' will be accepted", Duration::from_secs(30));
     let pid = child_of(killed.0.id());
     assert_eq!(Command::new("kill").args(["-9", &pid.to_string()]).status().unwrap().code(), Some(0));
     let (_, err) = code_in(&s, &dir, &["apply", "--auto-approve"], 1);
@@ -453,7 +468,7 @@ fn interactive_apply_can_be_declined() {
     let s = Server::start();
     let dir = workspace(&s, "asked", &[("forkr.yaml", "project: asked\nboxes:\n  one: {}\n")]);
     let (mut client, rx) = on_a_terminal(&s, &dir, "apply");
-    read_until(&rx, "Enter a value:", Duration::from_secs(30));
+    read_until(&rx, "Only 'yes' will be accepted", Duration::from_secs(30));
     client.0.stdin.as_mut().unwrap().write_all(b"no\n").unwrap();
     read_until(&rx, "Apply cancelled.", Duration::from_secs(30));
     assert_eq!(client.0.wait().unwrap().code(), Some(1));
@@ -490,7 +505,9 @@ fn watch_reapplies_edits_and_mirrors_a_sync_folder() {
     let rx = lines_of(&mut watcher.0);
     read_until(&rx, "Watching .forkr/*.yaml and 1 sync folder", Duration::from_secs(60));
 
-    let cat = |path: &str| text(&exec(&s, "watched", "dev", &format!("cat {path} 2>/dev/null || echo MISSING")).stdout);
+    let cat = |path: &str| {
+        text(&exec(&s, "watched", "dev", &format!("cat {path} 2>/dev/null || echo MISSING")).stdout)
+    };
     let limit = Duration::from_secs(20);
     // The initial full sync, honouring the exclude pattern.
     assert_eq!(cat("/srv/app/main.sh"), "echo one\n");

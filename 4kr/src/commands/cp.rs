@@ -1,7 +1,7 @@
 //! `cp` (aliases `get`, `put`): copy one file into or out of a box, keeping its permission bits.
 
 use std::io::Write as _;
-use std::os::unix::fs::PermissionsExt as _;
+use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 
 use clap::Args;
@@ -142,7 +142,13 @@ async fn download(resp: reqwest::Response, target: &Path, mode: Option<u32>) -> 
     let tmp = dir.join(format!(".{name}.4kr-{}.part", std::process::id()));
     let io = |what: &str, e| CliError::io(format!("cannot {what} {}", target.display()), e);
     let result = async {
-        let mut file = std::fs::File::create(&tmp).map_err(|e| io("write", e))?;
+        // A fresh file, never one found at the temporary name (a planted symlink is not followed).
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o666)
+            .open(&tmp)
+            .map_err(|e| io("write", e))?;
         let mut body = resp.bytes_stream();
         while let Some(chunk) = body.next().await {
             let chunk = chunk.map_err(|e| {
@@ -154,7 +160,10 @@ async fn download(resp: reqwest::Response, target: &Path, mode: Option<u32>) -> 
         }
         file.flush().map_err(|e| io("write", e))?;
         if let Some(mode) = mode {
-            file.set_permissions(std::fs::Permissions::from_mode(mode))
+            // The box says what the mode is, and a box is not trusted: the set-user-ID and
+            // set-group-ID bits are dropped, so a download made as root never becomes a setuid-root
+            // program on this machine.
+            file.set_permissions(std::fs::Permissions::from_mode(mode & !0o6000))
                 .map_err(|e| io("set the mode of", e))?;
         }
         std::fs::rename(&tmp, target).map_err(|e| io("write", e))

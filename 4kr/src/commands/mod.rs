@@ -11,6 +11,8 @@ pub mod dockerfile;
 pub mod docs;
 pub mod ephemeral;
 pub mod exec;
+pub mod port;
+pub mod publish;
 pub mod snapshot;
 pub mod volume;
 pub mod workspace;
@@ -34,6 +36,9 @@ pub async fn run(ctx: &Ctx, command: Command) -> Result<i32> {
         Command::Ps(a) => exec::ps(ctx, a).await,
         Command::Logs(a) => exec::logs(ctx, a).await,
         Command::Cp(a) => cp::cp(ctx, a).await,
+        Command::Publish(a) => publish::publish(ctx, a).await,
+        Command::Unpublish(a) => publish::unpublish(ctx, a).await,
+        Command::Port(a) => port::run(ctx, a).await,
         Command::Snapshot(a) => snapshot::run(ctx, a).await,
         Command::Diff(a) => diff::run(ctx, a).await,
         Command::Base(a) => base::run(ctx, a).await,

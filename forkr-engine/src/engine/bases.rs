@@ -129,14 +129,17 @@ pub(crate) fn extract_tarball(tarball: &Path, dst: &Path) -> Result<()> {
         let inside = entry.unpack_in(dst).map_err(|e| {
             if e.raw_os_error() == Some(libc::ENOSPC) {
                 Error::io("extracting the archive", e)
-            } else if e.to_string().contains("outside of destination") {
+            } else if error_chain(&e).contains("outside of destination") {
                 Error::bad_request(
                     "invalid_tarball",
                     format!("archive entry {} points outside the root filesystem", path.display()),
                 )
             } else {
                 // The io error's text names server paths; its kind says enough.
-                Error::bad_request("invalid_tarball", format!("cannot extract {}: {}", path.display(), e.kind()))
+                Error::bad_request(
+                    "invalid_tarball",
+                    format!("cannot extract {}: {}", path.display(), e.kind()),
+                )
             }
         })?;
         if !inside {
@@ -147,6 +150,20 @@ pub(crate) fn extract_tarball(tarball: &Path, dst: &Path) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The messages of `e` and all its sources: the `tar` crate wraps "trying to unpack outside of
+/// destination" (e.g. a hard link whose target resolves through a symlink out of the root) in a
+/// "failed to unpack" error, so the outer message alone does not say why.
+fn error_chain(e: &std::io::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
 }
 
 fn bad_archive(e: &std::io::Error) -> Error {
@@ -235,7 +252,10 @@ impl Engine {
         if let Some(t) = &req.build_tag
             && !(t.len() == 64 && t.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
         {
-            return Err(Error::bad_request("invalid_tag", "build_tag must be a sha256 in lowercase hex (64 characters)"));
+            return Err(Error::bad_request(
+                "invalid_tag",
+                "build_tag must be a sha256 in lowercase hex (64 characters)",
+            ));
         }
         let parent = match &req.parent {
             Some(p) => Some(self.resolve_base(p)?),

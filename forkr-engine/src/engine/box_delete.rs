@@ -27,6 +27,8 @@ impl Engine {
         // leftovers are retried in the background and by the next reconcile, which removes roots
         // that have no row.
         self.store.delete_box(project, name)?;
+        // Its names leave the other boxes' /etc/hosts, its hosts the proxy.
+        self.network_changed();
         drop(guard);
         self.forget_lock(project, name);
         let cleanup_pending = removed.is_err();

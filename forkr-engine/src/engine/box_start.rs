@@ -2,10 +2,10 @@
 
 use std::time::Duration;
 
-use super::env::{box_environment, boxes_env_file, hosts_file, resolv_conf};
+use super::env::{box_environment, boxes_env_file, resolv_conf};
 use super::{Engine, blocking, fs, key, now};
 use crate::api::BoxStatus;
-use crate::runtime::{BindMount, Exposure, Resources, StartSpec};
+use crate::runtime::{BindMount, Exposure, NetAttach, Resources, StartSpec};
 use crate::store::BoxRow;
 use crate::{Error, Result};
 
@@ -14,12 +14,24 @@ const BASHRC_SOURCE: &str = "[ -r /etc/boxes-env ] && . /etc/boxes-env";
 
 impl Engine {
     /// The box's port and public hosts, for runtimes that route traffic themselves (Kubernetes
-    /// Service and Ingress): the box's own `{box}.{domain}` host (published hosts join it once
-    /// publishing reaches the runtime).
+    /// Service and Ingress): the box's own `{box}.{domain}` host, then its published hosts.
     pub(crate) fn exposure(&self, row: &BoxRow) -> Exposure {
         let url = self.box_url(&row.project, &row.name);
         let host = url.strip_prefix("https://").unwrap_or(&url).to_owned();
-        Exposure { port: row.port, hosts: vec![host] }
+        let mut hosts = vec![host];
+        match self.store.box_publishes(&row.project, &row.name) {
+            Ok(published) => {
+                for h in published {
+                    if !hosts.contains(&h) {
+                        hosts.push(h);
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::warn!(project = %row.project, name = %row.name, error = %e, "could not read published hosts")
+            }
+        }
+        Exposure { port: row.port, hosts }
     }
 
     pub(crate) fn resources(&self, row: &BoxRow) -> Resources {
@@ -45,7 +57,7 @@ impl Engine {
     }
 
     /// Writes the host-side runtime files and `/etc/boxes-env`, then builds the start spec.
-    fn prepare_start(&self, row: &BoxRow) -> Result<StartSpec> {
+    fn prepare_start(&self, row: &BoxRow, network: Option<NetAttach>) -> Result<StartSpec> {
         let (project, name) = (row.project.as_str(), row.name.as_str());
         self.ensure_project_volumes(project)?;
         let run = self.layout.run_dir(project, name);
@@ -58,7 +70,7 @@ impl Engine {
         let hostname = run.join("hostname");
         std::fs::write(&hostname, format!("{name}.{project}\n"))
             .map_err(|e| Error::io("writing hostname", e))?;
-        std::fs::write(&hosts, hosts_file(project, name, &[])).map_err(|e| Error::io("writing hosts", e))?;
+        std::fs::write(&hosts, self.hosts_for(project, name)?).map_err(|e| Error::io("writing hosts", e))?;
         let host_resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
         std::fs::write(&resolv, resolv_conf(&host_resolv, project))
             .map_err(|e| Error::io("writing resolv.conf", e))?;
@@ -117,7 +129,7 @@ impl Engine {
             env: box_environment(&self.config, row),
             resources: self.resources(row),
             log_path: run.join("console.log"),
-            network: None,
+            network,
             exposure: self.exposure(row),
             grace: Duration::from_secs(row.grace_seconds),
         })
@@ -127,12 +139,29 @@ impl Engine {
     pub(crate) async fn start_box(self: &std::sync::Arc<Self>, row: &mut BoxRow) -> Result<()> {
         // Held while the volumes are mounted, so a volume restore cannot swap one out underneath.
         let _volumes = self.lock_volumes(&row.project, row.data.iter().map(|m| m.name.clone())).await;
+        // The address first: the box's own /etc/hosts, written next, lists it.
+        let network = self.attach_network(row)?;
         let spec = {
             let this = self.clone();
             let r = row.clone();
-            blocking(move || this.prepare_start(&r)).await?
+            blocking(move || this.prepare_start(&r, network)).await
         };
-        let run = self.runtime.start(&spec).await?;
+        let started = match spec {
+            Ok(spec) => self.runtime.start(&spec).await,
+            Err(e) => Err(e),
+        };
+        let run = match started {
+            Ok(run) => run,
+            Err(e) => {
+                if network.is_some() {
+                    let _ = self.detach_network(&row.project, &row.name);
+                }
+                return Err(e);
+            }
+        };
+        if network.is_some() {
+            self.network_changed();
+        }
         row.pid = Some((run.pid, run.start_time));
         row.desired = BoxStatus::Running;
         let t = now();
@@ -145,6 +174,10 @@ impl Engine {
     pub(crate) async fn stop_running(&self, row: &mut BoxRow, grace: Duration) -> Result<()> {
         if let Some(run) = self.running(row) {
             self.runtime.stop(&key(&row.project, &row.name), &run, grace).await?;
+        }
+        if self.config.network.is_some() {
+            self.detach_network(&row.project, &row.name)?;
+            self.network_changed();
         }
         row.pid = None;
         row.desired = BoxStatus::Stopped;

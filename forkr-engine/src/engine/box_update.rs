@@ -57,6 +57,10 @@ impl Engine {
         }
         row.updated_at = now();
         self.store.update_box(&row)?;
+        if req.settings.contains_key("PORT") {
+            // The built-in proxy routes to the new port from the next request on.
+            self.refresh_routes()?;
+        }
         Ok(self.info(&row))
     }
 }

@@ -58,6 +58,20 @@ fn open_dir(root: &Path) -> Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
+/// Opens the inode an `O_PATH` descriptor refers to with `flags`, through `/proc/self/fd` (the
+/// kernel's documented way to upgrade an `O_PATH` descriptor; no path inside the box is involved).
+fn reopen(fd: &OwnedFd, flags: i32) -> std::io::Result<OwnedFd> {
+    let c = CString::new(format!("/proc/self/fd/{}", fd.as_raw_fd()))
+        .map_err(|_| std::io::Error::from_raw_os_error(libc::EINVAL))?;
+    // SAFETY: plain open(2) of a NUL-terminated path.
+    let raw = unsafe { libc::open(c.as_ptr(), flags | libc::O_CLOEXEC) };
+    if raw < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: fresh descriptor that we now own.
+    Ok(unsafe { OwnedFd::from_raw_fd(raw) })
+}
+
 fn fstat(fd: &OwnedFd) -> std::io::Result<libc::stat> {
     let mut st: libc::stat = unsafe { std::mem::zeroed() };
     // SAFETY: fd is valid, st is a valid out pointer.
@@ -96,19 +110,44 @@ fn map_open_err(path: &str, e: std::io::Error) -> Error {
     }
 }
 
+/// Maps a failure to create, rename or mkdir `path` in the already-resolved directory `parent`.
+/// The box may change its tree between our steps (it runs while we copy), so a parent that
+/// vanished or turned into something else is the box's doing: a 404 or 400, never a 500.
+fn map_write_err(parent: &str, path: &str, e: std::io::Error) -> Error {
+    match e.raw_os_error() {
+        Some(libc::ENOENT) => Error::new(
+            crate::ErrorKind::NotFound,
+            "not_found",
+            format!("directory {parent} does not exist in the box (it was removed while writing {path})"),
+        ),
+        Some(libc::ENOTDIR) => {
+            Error::bad_request("invalid_path", format!("{path}: a path component is not a directory"))
+        }
+        Some(libc::EISDIR) | Some(libc::ENOTEMPTY) | Some(libc::EEXIST) => {
+            Error::bad_request("is_directory", DIRECTORIES_UNSUPPORTED)
+        }
+        _ => Error::io(format!("writing {path} in the box"), e),
+    }
+}
+
 /// Reads the regular file `path` (absolute, inside `root`), at most `limit` bytes. Returns the bytes
 /// and the permission bits.
 pub fn read_file(root: &Path, path: &str, limit: u64) -> Result<(Vec<u8>, u32)> {
     check_abs(path)?;
     let dir = open_dir(root)?;
-    let fd = openat2_in(dir.as_raw_fd(), path, libc::O_RDONLY | libc::O_NONBLOCK | libc::O_NOCTTY, 0)
-        .map_err(|e| map_open_err(path, e))?;
-    let st = fstat(&fd).map_err(|e| Error::io(format!("stat {path}"), e))?;
+    // Resolve to an O_PATH descriptor first and check the type on it: opening a FIFO would block
+    // and opening a device node a box planted (mknod is allowed for character devices) would run
+    // that driver's open on the host, outside the box's device cgroup. Only a regular file is then
+    // opened for reading, through the descriptor, so there is no second resolution of `path`.
+    let found =
+        openat2_in(dir.as_raw_fd(), path, libc::O_PATH, 0).map_err(|e| map_open_err(path, e))?;
+    let st = fstat(&found).map_err(|e| Error::io(format!("stat {path}"), e))?;
     match st.st_mode & libc::S_IFMT {
         libc::S_IFREG => {}
         libc::S_IFDIR => return Err(Error::bad_request("is_directory", DIRECTORIES_UNSUPPORTED)),
         _ => return Err(Error::bad_request("not_a_file", format!("{path} is not a regular file"))),
     }
+    let fd = reopen(&found, libc::O_RDONLY | libc::O_NOCTTY).map_err(|e| map_open_err(path, e))?;
     if st.st_size as u64 > limit {
         return Err(Error::new(
             crate::ErrorKind::TooLarge,
@@ -180,7 +219,7 @@ pub fn write_file(root: &Path, path: &str, data: &[u8], mode: u32, mkdirs: bool)
         )
     };
     if fd < 0 {
-        return Err(Error::io(format!("creating {path} in the box"), std::io::Error::last_os_error()));
+        return Err(map_write_err(parent, path, std::io::Error::last_os_error()));
     }
     // SAFETY: fresh descriptor.
     let mut f = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) });
@@ -197,7 +236,7 @@ pub fn write_file(root: &Path, path: &str, data: &[u8], mode: u32, mkdirs: bool)
     let cname = cstr(name.as_bytes())?;
     // SAFETY: both names relative to the same valid directory fd.
     if unsafe { libc::renameat(dir.as_raw_fd(), ctmp.as_ptr(), dir.as_raw_fd(), cname.as_ptr()) } < 0 {
-        return Err(cleanup(Error::io(format!("replacing {path}"), std::io::Error::last_os_error())));
+        return Err(cleanup(map_write_err(parent, path, std::io::Error::last_os_error())));
     }
     Ok(())
 }
@@ -259,7 +298,7 @@ fn mkdir_all(rootfd: &OwnedFd, path: &str) -> Result<()> {
         if unsafe { libc::mkdirat(pfd.as_raw_fd(), c.as_ptr(), 0o755) } < 0 {
             let e = std::io::Error::last_os_error();
             if e.raw_os_error() != Some(libc::EEXIST) {
-                return Err(Error::io(format!("creating directory {cur} in the box"), e));
+                return Err(map_write_err(&parent, &cur, e));
             }
         }
     }
@@ -312,6 +351,39 @@ mod tests {
         write_file(d.path(), "/b/c", b"x", 0o644, true).unwrap();
         assert_eq!(remove(d.path(), "/b").unwrap_err().code(), "not_empty");
         assert!(remove(d.path(), "/").is_err());
+    }
+
+    /// A box may plant FIFOs and character devices (mknod is allowed for them); reading one must
+    /// be refused without the server ever opening it: a FIFO open blocks, a device open runs the
+    /// driver on the host (e.g. arming a watchdog). inotify's IN_OPEN proves no open happened.
+    #[test]
+    fn fifos_and_devices_are_refused_without_being_opened() {
+        let d = tempfile::tempdir().unwrap();
+        let names = ["fifo", "null"];
+        let c = |n: &str| CString::new(d.path().join(n).as_os_str().as_bytes()).unwrap();
+        // SAFETY: NUL-terminated paths in our own temporary directory.
+        unsafe {
+            assert_eq!(libc::mkfifo(c("fifo").as_ptr(), 0o644), 0);
+            assert_eq!(libc::mknod(c("null").as_ptr(), libc::S_IFCHR | 0o666, libc::makedev(1, 3)), 0);
+        }
+        // SAFETY: plain syscalls; the descriptor is owned right away.
+        let ino = unsafe { OwnedFd::from_raw_fd(libc::inotify_init1(libc::IN_NONBLOCK | libc::IN_CLOEXEC)) };
+        for n in names {
+            // SAFETY: valid inotify fd and C string.
+            let wd = unsafe { libc::inotify_add_watch(ino.as_raw_fd(), c(n).as_ptr(), libc::IN_OPEN) };
+            assert!(wd >= 0, "{}", std::io::Error::last_os_error());
+        }
+        for n in names {
+            let e = read_file(d.path(), &format!("/{n}"), 100).unwrap_err();
+            assert_eq!(e.code(), "not_a_file", "{n}: {e}");
+        }
+        let mut buf = [0u8; 1024];
+        // SAFETY: reading into a local buffer of the given size.
+        let n = unsafe { libc::read(ino.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+        assert!(n < 0, "the server opened a FIFO or device node ({n} bytes of inotify events)");
+        // Regular files still read, and writing over a node replaces it.
+        write_file(d.path(), "/fifo", b"file", 0o644, false).unwrap();
+        assert_eq!(read_file(d.path(), "/fifo", 100).unwrap().0, b"file");
     }
 
     #[test]

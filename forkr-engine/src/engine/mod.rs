@@ -29,6 +29,8 @@ mod box_update;
 mod diff;
 mod env;
 pub mod fs;
+pub mod network;
+pub mod publish;
 mod reconcile;
 mod snapshots;
 mod volumes;
@@ -52,6 +54,8 @@ pub struct Config {
     pub insecure: bool,
     /// Default pids limit per box.
     pub pids_max: u64,
+    /// The box network (a bridge address per box); `None`: boxes get only a loopback interface.
+    pub network: Option<network::NetworkConfig>,
 }
 
 impl Config {
@@ -63,6 +67,7 @@ impl Config {
             node_ip: "127.0.0.1".into(),
             insecure: false,
             pids_max: 4096,
+            network: None,
         }
     }
 }
@@ -83,6 +88,7 @@ pub struct Engine {
     pub(crate) runtime: Arc<dyn Runtime>,
     pub(crate) store: Store,
     locks: Mutex<HashMap<BoxKey, Arc<tokio::sync::Mutex<()>>>>,
+    pub(crate) net: network::NetState,
 }
 
 pub(crate) fn now() -> String {
@@ -111,7 +117,15 @@ impl Engine {
     /// Builds an engine over already-provisioned storage, an opened store and a runtime.
     pub fn new(config: Config, storage: Arc<dyn Storage>, runtime: Arc<dyn Runtime>, store: Store) -> Engine {
         let layout = Layout::new(&config.data_dir);
-        Engine { config, layout, storage, runtime, store, locks: Mutex::new(HashMap::new()) }
+        Engine {
+            config,
+            layout,
+            storage,
+            runtime,
+            store,
+            locks: Mutex::new(HashMap::new()),
+            net: network::NetState::default(),
+        }
     }
 
     pub fn layout(&self) -> &Layout {
@@ -183,7 +197,7 @@ impl Engine {
             created_at: row.created_at.clone(),
             updated_at: row.updated_at.clone(),
             started_at: if status == BoxStatus::Running { row.started_at.clone() } else { None },
-            published: Vec::new(),
+            published: self.store.box_publishes(&row.project, &row.name).unwrap_or_default(),
             tags: row.tags.clone(),
             data: row.data.clone(),
             env: row.env.clone(),

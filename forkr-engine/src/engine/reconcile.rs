@@ -42,6 +42,8 @@ impl Engine {
                 }
             }
         }
+        // Box names and the proxy's routes, for the boxes that kept running.
+        self.network_changed();
         Ok(out)
     }
 

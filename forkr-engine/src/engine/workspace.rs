@@ -1,5 +1,5 @@
 //! What declarative apply needs from the server: the observed state of a project in one call, and
-//! an expiring per-project lock that can also refuse a stale saved plan atomically.
+//! an expiring per-project lock that also refuses a saved plan made against a state that changed since.
 
 use std::collections::BTreeMap;
 
@@ -85,9 +85,14 @@ impl Engine {
         })
     }
 
-    /// Every published host, for plans (filled by the publishing layer).
+    /// Every published host in any project, for plans (a host has one owner server-wide).
     fn observed_publishes(&self) -> Result<Vec<crate::plan::ObservedPublish>> {
-        Ok(Vec::new())
+        Ok(self
+            .store
+            .publish_routes()?
+            .into_iter()
+            .map(|r| crate::plan::ObservedPublish { host: r.host, project: r.project, box_name: r.name })
+            .collect())
     }
 
     /// `POST /projects/{p}/lock`.
@@ -113,20 +118,24 @@ impl Engine {
             holder: req.holder.clone(),
             expires_at: now + req.ttl_seconds as i64,
         };
-        self.store.take_lock(&row, now, || match (&req.fingerprint, &req.scope) {
-            (Some(expected), Some(scope)) => {
-                let current = self.observed(project)?.fingerprint(scope);
-                if &current != expected {
-                    return Err(Error::conflict(
-                        "stale_plan",
-                        "the saved plan is stale: the server changed since it was made; run `4kr plan` again",
-                    ));
-                }
-                Ok(())
+        if req.fingerprint.is_some() != req.scope.is_some() {
+            return Err(Error::bad_request("invalid_request", "fingerprint and scope go together"));
+        }
+        self.store.take_lock(&row, now, || Ok(()))?;
+        // The stale-plan test runs once the lock is held: it reads the whole store, which it cannot
+        // do inside the lock's transaction (one connection), and no other apply can change the
+        // project meanwhile. A stale plan gives the lock back.
+        if let (Some(expected), Some(scope)) = (&req.fingerprint, &req.scope) {
+            let fresh = self.observed(project).map(|o| &o.fingerprint(scope) == expected);
+            if !matches!(fresh, Ok(true)) {
+                let _ = self.store.release_lock(project, &id);
+                fresh?;
+                return Err(Error::conflict(
+                    "stale_plan",
+                    "the saved plan is stale: the server changed since it was made; run `4kr plan` again",
+                ));
             }
-            (None, None) => Ok(()),
-            _ => Err(Error::bad_request("invalid_request", "fingerprint and scope go together")),
-        })?;
+        }
         Ok(LockInfo {
             project: project.to_owned(),
             id,

@@ -120,7 +120,10 @@ fn render_action(out: &mut String, st: &Style, a: &Action) {
         let _ = writeln!(out, "  # ({reason})");
     }
     if a.keep_root {
-        let _ = writeln!(out, "  # it restarts with the new settings on its current root filesystem, so its files are kept");
+        let _ = writeln!(
+            out,
+            "  # it restarts with the new settings on its current root filesystem, so its files are kept"
+        );
     }
     let title = format!("{} {:?}", a.object.noun(), a.name);
     let symbol = pad_symbol(st, a.op);

@@ -25,8 +25,8 @@ pub(crate) mod yaml;
 
 pub use diag::{Problem, ProblemJson, SpecErrors};
 pub use load::{
-    CONFIG_FILE, Known, LoadOptions, WORKSPACE_DIR, declared_project, find_workspace_root, load_config, load_dir, load_sources,
-    workspace_files,
+    CONFIG_FILE, Known, LoadOptions, WORKSPACE_DIR, declared_project, find_workspace_root, load_config,
+    load_dir, load_sources, workspace_files,
 };
 pub use model::{
     Base, BaseBuild, BoxDef, BoxSource, CpuAmount, OWNER_TAG_PREFIX, Publish, Snapshot, Sync, SyncFilter,

@@ -83,6 +83,27 @@ const STEPS: &[&str] = &[
         holder TEXT NOT NULL,
         expires_at INTEGER NOT NULL
     );",
+    // 4 (networking): the address of each box on the host bridge (held while it runs, so a restarted
+    // server keeps them), the allocator's cursor, and published hosts (one owner per host).
+    "CREATE TABLE box_addresses (
+        address INTEGER PRIMARY KEY,
+        project TEXT NOT NULL,
+        box TEXT NOT NULL,
+        UNIQUE (project, box),
+        FOREIGN KEY (project, box) REFERENCES boxes (project, name) ON DELETE CASCADE
+    );
+    CREATE TABLE net_state (
+        key TEXT PRIMARY KEY,
+        value INTEGER NOT NULL
+    );
+    CREATE TABLE publishes (
+        host TEXT PRIMARY KEY,
+        project TEXT NOT NULL,
+        box TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        FOREIGN KEY (project, box) REFERENCES boxes (project, name) ON DELETE CASCADE
+    );
+    CREATE INDEX publishes_box ON publishes (project, box);",
 ];
 
 pub(super) fn run(conn: &mut Connection) -> Result<()> {

@@ -18,9 +18,11 @@ use crate::{Error, Result};
 
 mod locks;
 mod migrations;
+mod network;
 
 pub use locks::LockRow;
 mod volumes;
+pub use network::{AddressRow, PublishRoute};
 pub use volumes::{VolumeRow, VolumeSnapshotRow};
 
 /// A box row.
@@ -152,11 +154,37 @@ fn base_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<BaseRow> {
     })
 }
 
+/// Makes the database owner-only (0600) before SQLite opens it: it holds box environments (often
+/// secrets) and token hashes. SQLite gives its `-wal` and `-shm` files the database file's mode, so
+/// creating the file first is enough for new databases; existing files are tightened.
+fn restrict_to_owner(path: &Path) -> Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| Error::io(format!("creating {}", path.display()), e))?;
+    for suffix in ["", "-wal", "-shm"] {
+        let mut p = path.as_os_str().to_owned();
+        p.push(suffix);
+        if let Ok(meta) = std::fs::metadata(&p)
+            && meta.permissions().mode() & 0o077 != 0
+        {
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(meta.permissions().mode() & 0o700))
+                .map_err(|e| Error::io(format!("restricting {}", Path::new(&p).display()), e))?;
+        }
+    }
+    Ok(())
+}
+
 const BASE_COLUMNS: &str = "version, alias, kind, tag, builder, parent, size, arch, created_at, tags, script";
 
 impl Store {
     /// Opens (creating if needed) the database at `path` and runs pending migrations.
     pub fn open(path: &Path) -> Result<Store> {
+        restrict_to_owner(path)?;
         let mut conn = Connection::open(path)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
@@ -456,6 +484,33 @@ mod tests {
             updated_at: "2026-01-01T00:00:00Z".into(),
             started_at: None,
         }
+    }
+
+    /// The file store is owner-only, with WAL and foreign keys on, also for a database an older
+    /// version created world-readable.
+    #[test]
+    fn file_store_is_private_wal_and_enforces_foreign_keys() {
+        use std::os::unix::fs::PermissionsExt;
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("forkr.db");
+        std::fs::write(&path, b"").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let s = Store::open(&path).unwrap();
+        s.insert_box(&sample_box("p", "web")).unwrap();
+        for f in ["forkr.db", "forkr.db-wal", "forkr.db-shm"] {
+            let mode = std::fs::metadata(d.path().join(f)).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600, "{f}");
+        }
+        let conn = s.conn();
+        let mode: String = conn.query_row("PRAGMA journal_mode", [], |r| r.get(0)).unwrap();
+        assert_eq!(mode, "wal");
+        let fk: i64 = conn.query_row("PRAGMA foreign_keys", [], |r| r.get(0)).unwrap();
+        assert_eq!(fk, 1);
+        let orphan = conn.execute(
+            "INSERT INTO snapshots (project, box, name, created_at) VALUES ('p', 'ghost', 's', 'now')",
+            [],
+        );
+        assert!(orphan.is_err(), "a snapshot row without its box was accepted");
     }
 
     #[test]

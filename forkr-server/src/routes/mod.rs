@@ -3,6 +3,7 @@ pub mod bases;
 pub mod boxes;
 pub mod exec;
 pub mod files;
+pub mod publish;
 pub mod snapshots;
 pub mod volumes;
 pub mod workspace;

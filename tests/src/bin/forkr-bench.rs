@@ -127,7 +127,124 @@ fn main() {
         None => eprintln!("runc not installed: skipping the runc comparison (apt-get install runc)"),
     }
 
+    workspace_bench(&s, &mut t, &n);
+    proxy_bench(&s, &api, &mut t, quick);
+
     t.print();
+}
+
+/// Issue 4, end to end through the real `4kr`: `plan` of a 500-box workspace against a server
+/// holding those 500 boxes (nothing to do: the whole cost is reading the state, loading and
+/// checking the files, and comparing), and `apply` of a workspace of 50 new boxes from one base.
+fn workspace_bench(s: &Server, t: &mut Table, n: &dyn Fn(usize) -> usize) {
+    let root = s.work.path().join("bench-workspace");
+    std::fs::create_dir_all(root.join(".forkr")).expect("workspace folder");
+    let boxes = |project: &str, count: usize| {
+        let mut y = format!("project: {project}\nboxes:\n");
+        for i in 0..count {
+            y.push_str(&format!("  b{i:03}:\n    port: 8080\n    env:\n      N: \"{i}\"\n    tags: [bench]\n"));
+        }
+        y
+    };
+    let forkr = |args: &[&str]| {
+        let out = s.cmd(args).current_dir(&root).output().expect("run 4kr");
+        assert!(out.status.success(), "4kr {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        out
+    };
+    std::fs::write(root.join(".forkr/forkr.yaml"), boxes("bench-plan", 500)).expect("write workspace");
+    forkr(&["apply", "--auto-approve", "--parallelism", "16"]);
+    let mut plan = Vec::new();
+    for _ in 0..n(20) {
+        let (d, out) = time(|| forkr(&["plan", "--detailed-exitcode"]));
+        assert!(String::from_utf8_lossy(&out.stdout).starts_with("No changes."));
+        plan.push(d);
+    }
+    t.add("plan: 500-box workspace vs 500 boxes (4kr plan)", plan, "target < 300 ms");
+    forkr(&["destroy", "--auto-approve", "--parallelism", "16"]);
+
+    let mut apply = Vec::new();
+    for round in 0..n(5) {
+        std::fs::write(root.join(".forkr/forkr.yaml"), boxes(&format!("bench-apply-{round}"), 50))
+            .expect("write workspace");
+        let (d, out) = time(|| forkr(&["apply", "--auto-approve"]));
+        assert!(String::from_utf8_lossy(&out.stdout).contains("Apply complete! 50 added"));
+        apply.push(d);
+        forkr(&["destroy", "--auto-approve", "--parallelism", "16"]);
+    }
+    t.add("apply: 50 new boxes from one base (4kr apply)", apply, "target < 3 s");
+}
+
+/// Issue 5: requests per second through the publish proxy against the same requests sent straight
+/// to the box's address on the bridge, in the same run (busybox httpd in the box; 4 client threads,
+/// one connection per request both ways, since busybox httpd closes every connection). Rounds
+/// alternate direct and proxied so that machine noise hits both; the best round of each counts.
+fn proxy_bench(s: &Server, api: &Api, t: &mut Table, quick: bool) {
+    use std::io::{Read, Write};
+    let boxes = "/v1/projects/bench/boxes";
+    api.post(boxes, json!({"name": "px"}));
+    let sh = |cmd: &str| api.post(&format!("{boxes}/px/exec"), json!({"cmd": ["sh", "-c", cmd]}));
+    sh("mkdir -p /srv/www && head -c 1024 /dev/zero | tr '\\0' x > /srv/www/index.html");
+    api.post(&format!("{boxes}/px/exec"), json!({"cmd": ["httpd", "-f", "-p", "8080", "-h", "/srv/www"], "bg": true}));
+    api.post(&format!("{boxes}/px/publish"), json!({"subdomain": "px"}));
+    let ip_out = sh("ip -o -4 addr show eth0");
+    let ip_line = ip_out["stdout"].as_str().unwrap_or_default().to_owned();
+    let ip = ip_line.split_whitespace().skip_while(|w| *w != "inet").nth(1).and_then(|a| a.split('/').next());
+    let direct = format!("{}:8080", ip.expect("the box has an address on the bridge"));
+    let proxied = s.proxy_http.clone();
+    let request = b"GET /index.html HTTP/1.1\r\nHost: px.localhost\r\nConnection: close\r\n\r\n";
+    let one = |addr: &str| -> bool {
+        let Ok(mut c) = std::net::TcpStream::connect(addr) else { return false };
+        let mut resp = Vec::with_capacity(2048);
+        c.write_all(request).is_ok() && c.read_to_end(&mut resp).is_ok() && resp.starts_with(b"HTTP/1.1 200")
+            || resp.starts_with(b"HTTP/1.0 200")
+    };
+    for _ in 0..200 {
+        if one(&direct) && one(&proxied) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let window = Duration::from_millis(if quick { 700 } else { 2000 });
+    let round = |addr: &str| -> (f64, Vec<Duration>) {
+        let start = Instant::now();
+        let per_thread: Vec<Vec<Duration>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..4)
+                .map(|_| {
+                    scope.spawn(|| {
+                        let mut lat = Vec::new();
+                        while start.elapsed() < window {
+                            let (d, ok) = time(|| one(addr));
+                            assert!(ok, "request to {addr} failed");
+                            lat.push(d);
+                        }
+                        lat
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().expect("client thread")).collect()
+        });
+        let lat: Vec<Duration> = per_thread.into_iter().flatten().collect();
+        (lat.len() as f64 / start.elapsed().as_secs_f64(), lat)
+    };
+    let (mut best_direct, mut best_proxy) = ((0.0, Vec::new()), (0.0, Vec::new()));
+    for _ in 0..if quick { 2 } else { 3 } {
+        let d = round(&direct);
+        if d.0 > best_direct.0 {
+            best_direct = d;
+        }
+        let p = round(&proxied);
+        if p.0 > best_proxy.0 {
+            best_proxy = p;
+        }
+    }
+    t.add("GET 1 KiB page straight to the box (4 clients)", best_direct.1, &format!("{:.0} req/s", best_direct.0));
+    t.add("GET 1 KiB page through the publish proxy (4 clients)", best_proxy.1, &format!("{:.0} req/s", best_proxy.0));
+    println!(
+        "publish proxy: {:.0} req/s vs {:.0} req/s direct: ratio {:.2} (target >= 0.7)\n",
+        best_proxy.0,
+        best_direct.0,
+        best_proxy.0 / best_direct.0
+    );
 }
 
 /// `runc run` of `/bin/true` on the root filesystem of the `hot` box, or `None` without runc.

@@ -6,13 +6,12 @@
 //! every call goes through its `request`/`json`/`send`, so errors look the same everywhere.
 
 use forkr_engine::api::{
-    BaseVersion, BoxInfo, CreateBox, CreateVolume, LockInfo, LockRequest, UpdateVolume, VolumeDeleted,
-    VolumeInfo,
+    BaseVersion, BoxInfo, CreateBox, CreateVolume, LockInfo, LockRequest, PublishRequest, Published,
+    UnpublishRequest, UpdateVolume, VolumeDeleted, VolumeInfo,
 };
 use forkr_engine::plan::Observed;
 use forkr_engine::{Error, ErrorKind};
 use reqwest::Method;
-use serde::{Deserialize, Serialize};
 
 use crate::client::Client;
 use crate::ctx::BoxId;
@@ -122,25 +121,6 @@ pub async fn delete_file(c: &Client, id: &BoxId, path: &str) -> Result<()> {
     c.send(rb).await.map(drop)
 }
 
-/// What `4kr publish` sends.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct PublishRequest {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub subdomain: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub domain: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub host: Option<String>,
-    #[serde(default)]
-    pub force: bool,
-}
-
-/// The answer to a publish.
-#[derive(Debug, Clone, Deserialize)]
-pub struct Published {
-    pub host: String,
-}
-
 /// A 404 from the server's fallback route means the server predates publishing.
 fn no_publishing(e: CliError) -> CliError {
     if e.kind() == ErrorKind::NotFound && e.message().contains("no such route") {
@@ -160,10 +140,11 @@ pub async fn publish(c: &Client, id: &BoxId, req: &PublishRequest) -> Result<Pub
     c.json(rb).await.map_err(no_publishing)
 }
 
-/// `DELETE …/boxes/{b}/publish?host=`.
-pub async fn unpublish(c: &Client, id: &BoxId, host: &str) -> Result<()> {
-    let rb = c.request(Method::DELETE, &c.api_url(&box_path(id, "/publish")))?.query(&[("host", host)]);
-    c.send(rb).await.map(drop).map_err(no_publishing)
+/// `POST …/boxes/{b}/unpublish` of one full host.
+pub async fn unpublish(c: &Client, id: &BoxId, host: &str) -> Result<Published> {
+    let req = UnpublishRequest { host: Some(host.to_owned()), ..UnpublishRequest::default() };
+    let rb = c.request(Method::POST, &c.api_url(&box_path(id, "/unpublish")))?.json(&req);
+    c.json(rb).await.map_err(no_publishing)
 }
 
 #[cfg(test)]

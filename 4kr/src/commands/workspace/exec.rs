@@ -8,14 +8,14 @@
 
 use std::time::{Duration, Instant};
 
-use forkr_engine::api::{BuildBase, CreateSnapshot, CreateVolume, UpdateVolume};
+use forkr_engine::api::{BuildBase, CreateSnapshot, CreateVolume, PublishRequest, UpdateVolume};
 use forkr_engine::plan::{Action, Op, Plan, Request};
 use forkr_engine::spec::BaseBuild;
 use forkr_engine::{Error, ErrorKind};
 use futures_util::StreamExt as _;
 use futures_util::stream::FuturesUnordered;
 
-use super::api::{self, PublishRequest};
+use super::api;
 use super::lock::Stop;
 use super::progress::Progress;
 use crate::client::Client;
@@ -192,8 +192,11 @@ impl Runner<'_> {
                 Ok(format!("on {}", p.host))
             }
             Request::Unpublish { box_name, host } => {
-                api::unpublish(c, &self.box_id(box_name), host).await?;
-                Ok(String::new())
+                match api::unpublish(c, &self.box_id(box_name), host).await {
+                    Ok(_) => Ok(String::new()),
+                    Err(e) if e.code() == "not_published" => Ok("it was already unpublished".into()),
+                    Err(e) => Err(e),
+                }
             }
             Request::DeleteBox { name } => {
                 let d = c.delete(&self.box_id(name), true).await?;

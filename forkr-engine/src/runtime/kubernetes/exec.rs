@@ -50,7 +50,8 @@ pub fn wrap(spec: &ExecSpec) -> Vec<String> {
 
 /// The argv of a detached exec whose output goes to `log` (a path in the runner container).
 pub fn wrap_detached(spec: &ExecSpec, log: &str) -> Vec<String> {
-    let mut argv = vec!["/bin/sh".to_owned(), "-c".to_owned(), DETACH.to_owned(), "forkr-bg".to_owned(), log.to_owned()];
+    let mut argv =
+        vec!["/bin/sh".to_owned(), "-c".to_owned(), DETACH.to_owned(), "forkr-bg".to_owned(), log.to_owned()];
     argv.extend(wrap(spec));
     argv
 }
@@ -99,7 +100,12 @@ impl PtyControl for Resize {
 
 /// Starts `spec` in the runner container of `pod`. `run_dir` is the box's host-side run directory
 /// (for detached logs).
-pub async fn exec(api: &Api<Pod>, pod: &str, run_dir: Option<&std::path::Path>, spec: ExecSpec) -> Result<Process> {
+pub async fn exec(
+    api: &Api<Pod>,
+    pod: &str,
+    run_dir: Option<&std::path::Path>,
+    spec: ExecSpec,
+) -> Result<Process> {
     let ap = AttachParams::default().container(CONTAINER);
     match &spec.io {
         ExecIo::Pipes => {
@@ -109,7 +115,8 @@ pub async fn exec(api: &Api<Pod>, pod: &str, run_dir: Option<&std::path::Path>, 
         }
         ExecIo::Tty { rows, cols } => {
             let ap = ap.stdin(true).stdout(true).stderr(false).tty(true);
-            let mut proc = api.exec(pod, wrap(&spec), &ap).await.map_err(|e| api_error("starting an exec", e))?;
+            let mut proc =
+                api.exec(pod, wrap(&spec), &ap).await.map_err(|e| api_error("starting an exec", e))?;
             let mut tx = proc.terminal_size();
             let mut resize = move |rows: u16, cols: u16| match tx.as_mut() {
                 Some(tx) => tx
@@ -123,11 +130,12 @@ pub async fn exec(api: &Api<Pod>, pod: &str, run_dir: Option<&std::path::Path>, 
             Ok(p)
         }
         ExecIo::Detached { log } => {
-            let run_dir = run_dir.ok_or_else(|| Error::internal("the box has no run directory for background logs"))?;
+            let run_dir =
+                run_dir.ok_or_else(|| Error::internal("the box has no run directory for background logs"))?;
             let log = log_in_runner(run_dir, log)?;
             let ap = ap.stdin(false).stdout(true).stderr(true);
             let (code, out, err) = run(api, pod, wrap_detached(&spec, &log), ap).await?;
-            let pid = out.trim().parse::<u32>().ok().filter(|_| code == 0).ok_or_else(|| {
+            let pid = String::from_utf8_lossy(&out).trim().parse::<u32>().ok().filter(|_| code == 0).ok_or_else(|| {
                 Error::internal(format!(
                     "starting a background process in the box failed (exit {code}): {}",
                     String::from_utf8_lossy(&err).trim()
@@ -148,7 +156,12 @@ pub async fn exec(api: &Api<Pod>, pod: &str, run_dir: Option<&std::path::Path>, 
 
 /// Runs a command to completion in the runner container (outside the chroot) and returns its exit
 /// code, stdout and stderr.
-pub async fn run(api: &Api<Pod>, pod: &str, argv: Vec<String>, ap: AttachParams) -> Result<(i32, Vec<u8>, Vec<u8>)> {
+pub async fn run(
+    api: &Api<Pod>,
+    pod: &str,
+    argv: Vec<String>,
+    ap: AttachParams,
+) -> Result<(i32, Vec<u8>, Vec<u8>)> {
     let mut proc = api.exec(pod, argv, &ap).await.map_err(|e| api_error("starting an exec", e))?;
     let status = proc.take_status();
     let (mut out, mut err) = (Vec::new(), Vec::new());
@@ -223,7 +236,13 @@ mod tests {
 
     fn spec(io: ExecIo) -> ExecSpec {
         ExecSpec {
-            argv: vec!["/bin/bash".into(), "-lc".into(), r#"exec "$0" "$@""#.into(), "echo".into(), "a b".into()],
+            argv: vec![
+                "/bin/bash".into(),
+                "-lc".into(),
+                r#"exec "$0" "$@""#.into(),
+                "echo".into(),
+                "a b".into(),
+            ],
             env: vec![("PATH".into(), "/usr/bin:/bin".into()), ("X".into(), "1 2".into())],
             cwd: "/work".into(),
             uid: 20000,
@@ -270,7 +289,8 @@ mod tests {
         s.uid = 0;
         s.gid = 0;
         s.cwd = "/tmp".into();
-        s.argv = vec!["/bin/sh".into(), "-c".into(), r#"echo "$PWD|$X|$1""#.into(), "sh".into(), "a b".into()];
+        s.argv =
+            vec!["/bin/sh".into(), "-c".into(), r#"echo "$PWD|$X|$1""#.into(), "sh".into(), "a b".into()];
         let mut argv = wrap(&s);
         // The host may keep chroot in /usr/sbin or /sbin; `/volumes` becomes `/`.
         argv[4] = which_chroot();
@@ -292,7 +312,9 @@ mod tests {
         let pid: u32 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
         assert!(pid > 1);
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-        while std::fs::read_to_string(&log).unwrap_or_default().is_empty() && std::time::Instant::now() < deadline {
+        while std::fs::read_to_string(&log).unwrap_or_default().is_empty()
+            && std::time::Instant::now() < deadline
+        {
             std::thread::sleep(std::time::Duration::from_millis(10));
         }
         assert_eq!(std::fs::read_to_string(&log).unwrap(), "/tmp|1 2|a b\n");
@@ -308,7 +330,8 @@ mod tests {
 
     #[test]
     fn exit_codes_come_from_the_status() {
-        let ok: Status = serde_json::from_value(serde_json::json!({"status": "Success", "metadata": {}})).unwrap();
+        let ok: Status =
+            serde_json::from_value(serde_json::json!({"status": "Success", "metadata": {}})).unwrap();
         assert_eq!(exit_code(&ok), Some(0));
         let failed: Status = serde_json::from_value(serde_json::json!({
             "status": "Failure", "reason": "NonZeroExitCode", "message": "command terminated with non-zero exit code",
@@ -326,10 +349,7 @@ mod tests {
     #[test]
     fn background_logs_map_into_the_runner() {
         let run = std::path::Path::new("/var/lib/forkr/run/p/b");
-        assert_eq!(
-            log_in_runner(run, &run.join("bg/pending-3.log")).unwrap(),
-            "/forkr-run/bg/pending-3.log"
-        );
+        assert_eq!(log_in_runner(run, &run.join("bg/pending-3.log")).unwrap(), "/forkr-run/bg/pending-3.log");
         assert!(log_in_runner(run, std::path::Path::new("/etc/passwd")).is_err());
     }
 }

@@ -25,8 +25,12 @@
 //! - `exec` and `listening`: the Kubernetes exec API ([`exec`]).
 //! - `expose`: re-apply Service and Ingress (`update PORT`, publish).
 
+#[cfg(test)]
+mod deploy_tests;
 pub mod exec;
 pub mod names;
+#[cfg(test)]
+mod openapi;
 pub mod pods;
 pub mod render;
 
@@ -207,9 +211,13 @@ impl Kubernetes {
     /// restart or finds orphaned.
     pub async fn list_boxes(&self) -> Result<Vec<BoxKey>> {
         let lp = kube::api::ListParams::default().labels(&names::instance_selector(&self.settings.instance));
-        let list = self.api::<Deployment>().list(&lp).await.map_err(|e| api_error("listing box Deployments", e))?;
-        let mut keys: Vec<BoxKey> =
-            list.items.iter().filter_map(|d| names::owner(&self.settings.instance, d.metadata.labels.as_ref())).collect();
+        let list =
+            self.api::<Deployment>().list(&lp).await.map_err(|e| api_error("listing box Deployments", e))?;
+        let mut keys: Vec<BoxKey> = list
+            .items
+            .iter()
+            .filter_map(|d| names::owner(&self.settings.instance, d.metadata.labels.as_ref()))
+            .collect();
         keys.sort_by(|a, b| (&a.project, &a.name).cmp(&(&b.project, &b.name)));
         Ok(keys)
     }
@@ -245,7 +253,8 @@ impl Kubernetes {
         }
         // Adoption: at most one retry when the object changes between GET and PUT.
         for attempt in 0..2 {
-            let existing = api.get(&name).await.map_err(|e| api_error(&format!("reading {kind} {name}"), e))?;
+            let existing =
+                api.get(&name).await.map_err(|e| api_error(&format!("reading {kind} {name}"), e))?;
             if names::owner(&self.settings.instance, existing.meta().labels.as_ref()).as_ref() != Some(key) {
                 return Err(Error::conflict(
                     "kube_name_taken",
@@ -348,7 +357,10 @@ fn check_settings(s: &Settings) -> Result<()> {
 fn check_start(spec: &StartSpec) -> Result<()> {
     for (what, v) in [("project", &spec.key.project), ("box", &spec.key.name)] {
         if !names::is_label_value(v) || v.is_empty() {
-            return Err(Error::bad_request("invalid_name", format!("{what} name {v:?} cannot label a Kubernetes object")));
+            return Err(Error::bad_request(
+                "invalid_name",
+                format!("{what} name {v:?} cannot label a Kubernetes object"),
+            ));
         }
     }
     let h = &spec.hostname;
@@ -372,7 +384,10 @@ fn check_start(spec: &StartSpec) -> Result<()> {
     for (k, _) in &spec.env {
         let ok = !k.is_empty() && !k.contains('=') && !k.as_bytes()[0].is_ascii_digit();
         if !ok {
-            return Err(Error::bad_request("invalid_env", format!("invalid environment variable name {k:?}")));
+            return Err(Error::bad_request(
+                "invalid_env",
+                format!("invalid environment variable name {k:?}"),
+            ));
         }
     }
     Ok(())
@@ -385,7 +400,10 @@ impl Runtime for Kubernetes {
         let key = &spec.key;
         let s = &self.settings;
         if let Some(run_dir) = spec.log_path.parent() {
-            self.run_dirs.lock().unwrap_or_else(|p| p.into_inner()).insert(key.clone(), run_dir.to_path_buf());
+            self.run_dirs
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(key.clone(), run_dir.to_path_buf());
         }
         self.ensure(key, &render::render_deployment(spec, s)).await?;
         self.ensure(key, &render::render_service(key, &spec.exposure, s)).await?;
@@ -396,26 +414,23 @@ impl Runtime for Kubernetes {
             None => self.delete::<Ingress>(&self.name(key)).await?,
         }
         self.scale(key, 1).await?;
-        let pod = self
-            .pods
-            .wait_until(
-                s.start_timeout,
-                |p| p.alive(key),
-                |p| {
-                    let why = p
-                        .of(key)
-                        .into_iter()
-                        .find_map(|v| v.problem)
-                        .unwrap_or_else(|| "no pod was scheduled; check the Deployment's events".into());
-                    Error::internal(format!(
-                        "box {:?} did not become ready within {}s on node {}: {why}",
-                        key.name,
-                        s.start_timeout.as_secs(),
-                        s.node_name
-                    ))
-                },
-            )
-            .await?;
+        let pod =
+            self.pods
+                .wait_until(
+                    s.start_timeout,
+                    |p| p.alive(key),
+                    |p| {
+                        let why =
+                            p.of(key).into_iter().find_map(|v| v.problem).unwrap_or_else(|| {
+                                "no pod was scheduled; check the Deployment's events".into()
+                            });
+                        Error::internal(format!(
+                            "box {:?} did not become ready within {:?} on node {}: {why}",
+                            key.name, s.start_timeout, s.node_name
+                        ))
+                    },
+                )
+                .await?;
         Ok(Running { pid: 1, start_time: pod.created })
     }
 
@@ -433,7 +448,10 @@ impl Runtime for Kubernetes {
         let secs = i64::try_from(grace.as_secs()).unwrap_or(i64::MAX);
         for pod in self.pods.of(key) {
             if pod.grace_seconds.is_none_or(|g| g > secs) {
-                let dp = DeleteParams { grace_period_seconds: u32::try_from(secs).ok(), ..DeleteParams::default() };
+                let dp = DeleteParams {
+                    grace_period_seconds: u32::try_from(secs).ok(),
+                    ..DeleteParams::default()
+                };
                 match self.api::<Pod>().delete(&pod.name, &dp).await {
                     Ok(_) => {}
                     Err(e) if is_status(&e, 404) => {}

@@ -144,6 +144,9 @@ mod tests {
         foreign.insert(LABEL_MANAGED_BY.into(), "helm".into());
         assert_eq!(owner("node-a", Some(&foreign)), None);
         assert_eq!(owner("node-a", None), None);
-        assert_eq!(instance_selector("node-a"), "app.kubernetes.io/managed-by=forkr,forkr.dev/instance=node-a");
+        assert_eq!(
+            instance_selector("node-a"),
+            "app.kubernetes.io/managed-by=forkr,forkr.dev/instance=node-a"
+        );
     }
 }

@@ -88,7 +88,9 @@ fn problem(pod: &Pod) -> Option<String> {
         }
         if let Some(t) = &state.terminated {
             let exit = format!("exited with code {}", t.exit_code);
-            return Some(join(t.reason.as_ref(), t.message.as_ref()).map_or(exit.clone(), |p| format!("{p} ({exit})")));
+            return Some(
+                join(t.reason.as_ref(), t.message.as_ref()).map_or(exit.clone(), |p| format!("{p} ({exit})")),
+            );
         }
     }
     for c in status.conditions.iter().flatten() {
@@ -233,7 +235,7 @@ impl Pods {
         let config = watcher::Config::default().labels(&names::instance_selector(instance));
         let pods = self.clone();
         let task = tokio::spawn(async move {
-            let mut events = std::pin::pin!(watcher(api, config).default_backoff());
+            let mut events = std::pin::pin!(watcher::watcher(api, config).default_backoff());
             while let Some(item) = events.next().await {
                 match item {
                     Ok(event) => pods.apply(event),
@@ -348,8 +350,12 @@ mod tests {
         let pods = Arc::new(Pods::default());
         let p2 = pods.clone();
         let waiter = tokio::spawn(async move {
-            p2.wait_until(Duration::from_secs(5), |p| p.alive(&key("a")).map(|v| v.name), |_| Error::internal("t"))
-                .await
+            p2.wait_until(
+                Duration::from_secs(5),
+                |p| p.alive(&key("a")).map(|v| v.name),
+                |_| Error::internal("t"),
+            )
+            .await
         });
         tokio::time::sleep(Duration::from_millis(20)).await;
         pods.apply(Event::Apply(pod("a-1", "a", false, false)));

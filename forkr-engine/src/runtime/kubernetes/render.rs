@@ -186,7 +186,8 @@ fn mount(name: &str, path: &str, read_only: bool) -> VolumeMount {
 /// for `/tmp` and `/run` (ephemeral host paths, document 004), and the run dir for exec logs.
 fn volumes(spec: &StartSpec) -> (Vec<Volume>, Vec<VolumeMount>) {
     let mut vols = vec![host_path("root", &spec.root, "Directory"), empty_dir("tmp"), empty_dir("run")];
-    let mut mounts = vec![mount("root", ROOT_MOUNT, false), mount("tmp", "/tmp", false), mount("run", "/run", false)];
+    let mut mounts =
+        vec![mount("root", ROOT_MOUNT, false), mount("tmp", "/tmp", false), mount("run", "/run", false)];
     if let Some(run_dir) = spec.log_path.parent() {
         vols.push(host_path("forkr-run", run_dir, "DirectoryOrCreate"));
         mounts.push(mount("forkr-run", RUN_MOUNT, false));
@@ -264,7 +265,11 @@ pub fn render_deployment(spec: &StartSpec, settings: &Settings) -> Deployment {
         readiness_probe: Some(readiness_probe()),
         ..Container::default()
     };
-    let search = vec![format!("{}.{}", key.project, settings.dns_zone), settings.dns_zone.clone(), key.project.clone()];
+    let search = vec![
+        format!("{}.{}", key.project, settings.dns_zone),
+        settings.dns_zone.clone(),
+        key.project.clone(),
+    ];
     let pod = PodSpec {
         containers: vec![container],
         volumes: Some(vols),
@@ -299,7 +304,10 @@ pub fn render_deployment(spec: &StartSpec, settings: &Settings) -> Deployment {
                 match_labels: Some(names::selector(&settings.instance, key)),
                 ..LabelSelector::default()
             },
-            strategy: Some(DeploymentStrategy { type_: Some("Recreate".into()), ..DeploymentStrategy::default() }),
+            strategy: Some(DeploymentStrategy {
+                type_: Some("Recreate".into()),
+                ..DeploymentStrategy::default()
+            }),
             template: PodTemplateSpec { metadata: Some(pod_meta), spec: Some(pod) },
             ..DeploymentSpec::default()
         }),

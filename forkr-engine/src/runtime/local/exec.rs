@@ -171,7 +171,7 @@ impl Plan {
             if sys::close_from(3, true).is_err() {
                 return Err(fail(step::SESSION));
             }
-            if libc::chdir(self.cwd.as_ptr()) != 0 {
+            if enter_cwd(&self.cwd).is_err() {
                 return Err(fail(step::CWD));
             }
             if let Err(e) = sys::drop_bounding_caps() {
@@ -214,6 +214,51 @@ impl Plan {
         }
         Ok(())
     }
+}
+
+/// Changes to the working directory `cwd` (absolute, resolved in the box root we are chrooted
+/// into) without following magic links, then checks that the result lies under that root.
+///
+/// Until exec, this process still holds every descriptor the server had open (they are only
+/// close-on-exec), so a plain `chdir("/proc/self/fd/N")` could land on a directory of the host that
+/// the server happened to have open, and the command would start outside the box (runc's
+/// CVE-2024-21626). `RESOLVE_NO_MAGICLINKS` refuses every `/proc/*/fd`, `cwd`, `root` and `exe` link;
+/// the `getcwd` check (which reports a directory outside the root as "(unreachable)…", not `/…`)
+/// is the second line of defence.
+///
+/// # Safety
+/// Async-signal-safe: raw system calls on a caller-owned C string and stack buffers only.
+unsafe fn enter_cwd(cwd: &std::ffi::CStr) -> io::Result<()> {
+    // SAFETY (whole block): raw system calls with valid pointers to stack data.
+    unsafe {
+        let mut how: libc::open_how = std::mem::zeroed();
+        how.flags = (libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC) as u64;
+        how.resolve = libc::RESOLVE_NO_MAGICLINKS;
+        let fd = libc::syscall(
+            libc::SYS_openat2,
+            libc::AT_FDCWD,
+            cwd.as_ptr(),
+            &how as *const libc::open_how,
+            std::mem::size_of::<libc::open_how>(),
+        );
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let rc = libc::fchdir(fd as i32);
+        let err = io::Error::last_os_error();
+        libc::close(fd as i32);
+        if rc != 0 {
+            return Err(err);
+        }
+        let mut buf = [0u8; 256];
+        let n = libc::syscall(libc::SYS_getcwd, buf.as_mut_ptr(), buf.len());
+        // ERANGE (a deep path) is fine; anything that is not an absolute path is not in the box.
+        if n > 0 && buf[0] != b'/' {
+            *libc::__errno_location() = libc::EXDEV;
+            return Err(io::Error::from_raw_os_error(libc::EXDEV));
+        }
+    }
+    Ok(())
 }
 
 fn cstring(what: &str, s: &str) -> Result<CString> {

@@ -30,7 +30,10 @@ impl http_body::Body for StreamBody {
     type Data = Bytes;
     type Error = Infallible;
 
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
         self.0.poll_recv(cx).map(|o| o.map(|b| Ok(Frame::data(b))))
     }
 }
@@ -165,7 +168,8 @@ impl State {
     fn emit(&mut self, kind: &str, pod: &Value) {
         let line = format!("{}\n", json!({"type": kind, "object": pod}));
         let labels = pod["metadata"]["labels"].clone();
-        self.watchers.retain(|(sel, tx)| !labels_match(sel, &labels) || tx.send(Bytes::from(line.clone())).is_ok());
+        self.watchers
+            .retain(|(sel, tx)| !labels_match(sel, &labels) || tx.send(Bytes::from(line.clone())).is_ok());
     }
 
     fn put_pod(&mut self, kind: &str, mut pod: Value) {
@@ -216,7 +220,9 @@ impl State {
         let mine: Vec<String> = self
             .pods
             .iter()
-            .filter(|(_, p)| p["metadata"]["labels"]["forkr.dev/id"] == id && p["metadata"]["deletionTimestamp"].is_null())
+            .filter(|(_, p)| {
+                p["metadata"]["labels"]["forkr.dev/id"] == id && p["metadata"]["deletionTimestamp"].is_null()
+            })
             .map(|(n, _)| n.clone())
             .collect();
         if want == 0 || dep.is_none() {
@@ -246,7 +252,10 @@ impl State {
     }
 
     fn take_failure(&mut self, method: &str, path: &str) -> Option<u16> {
-        let f = self.fail.iter_mut().find(|f| f.method == method && path.contains(&f.path_contains) && f.times > 0)?;
+        let f = self
+            .fail
+            .iter_mut()
+            .find(|f| f.method == method && path.contains(&f.path_contains) && f.times > 0)?;
         f.times -= 1;
         Some(f.code)
     }
@@ -276,7 +285,10 @@ impl State {
                 let name = call.body["metadata"]["name"].as_str().unwrap_or_default().to_owned();
                 let k = (plural.to_owned(), name.clone());
                 if self.objects.contains_key(&k) {
-                    return Ok((409, status(409, "AlreadyExists", &format!("{plural} {name:?} already exists"))));
+                    return Ok((
+                        409,
+                        status(409, "AlreadyExists", &format!("{plural} {name:?} already exists")),
+                    ));
                 }
                 let mut obj = call.body.clone();
                 obj["metadata"]["resourceVersion"] = json!(self.next_rv());
@@ -286,6 +298,16 @@ impl State {
                     self.reconcile(&name);
                 }
                 (201, obj)
+            }
+            ("GET", None, None) => {
+                let sel = call.query.get("labelSelector").cloned().unwrap_or_default();
+                let items: Vec<Value> = self
+                    .objects
+                    .iter()
+                    .filter(|((p, _), o)| p == plural && labels_match(&sel, &o["metadata"]["labels"]))
+                    .map(|(_, o)| o.clone())
+                    .collect();
+                (200, json!({"metadata": {"resourceVersion": self.rv.to_string()}, "items": items}))
             }
             ("GET", Some(_), None) => match self.objects.get(&key) {
                 Some(o) => (200, o.clone()),
@@ -318,8 +340,11 @@ impl State {
                 let replicas = call.body["spec"]["replicas"].clone();
                 obj["spec"]["replicas"] = replicas.clone();
                 self.reconcile(n);
-                (200, json!({"apiVersion": "autoscaling/v1", "kind": "Scale", "metadata": {"name": n},
-                             "spec": {"replicas": replicas}, "status": {"replicas": replicas}}))
+                (
+                    200,
+                    json!({"apiVersion": "autoscaling/v1", "kind": "Scale", "metadata": {"name": n},
+                             "spec": {"replicas": replicas}, "status": {"replicas": replicas}}),
+                )
             }
             ("DELETE", Some(n), None) => {
                 if self.objects.remove(&key).is_none() {
@@ -334,7 +359,13 @@ impl State {
         })
     }
 
-    fn handle_pods(&mut self, method: &str, name: Option<&str>, sub: Option<&str>, call: &Call) -> (u16, Value) {
+    fn handle_pods(
+        &mut self,
+        method: &str,
+        name: Option<&str>,
+        sub: Option<&str>,
+        call: &Call,
+    ) -> (u16, Value) {
         match (method, name, sub) {
             ("GET", None, None) => {
                 let sel = call.query.get("labelSelector").cloned().unwrap_or_default();
@@ -345,7 +376,10 @@ impl State {
                     .cloned()
                     .collect();
                 let rv = self.rv.to_string();
-                (200, json!({"apiVersion": "v1", "kind": "PodList", "metadata": {"resourceVersion": rv}, "items": items}))
+                (
+                    200,
+                    json!({"apiVersion": "v1", "kind": "PodList", "metadata": {"resourceVersion": rv}, "items": items}),
+                )
             }
             ("DELETE", Some(n), None) => {
                 if !self.pods.contains_key(n) {
@@ -356,7 +390,9 @@ impl State {
                 (200, status(200, "", ""))
             }
             ("PATCH", Some(n), Some("resize")) => {
-                let Some(mut pod) = self.pods.get(n).cloned() else { return (404, status(404, "NotFound", "pod")) };
+                let Some(mut pod) = self.pods.get(n).cloned() else {
+                    return (404, status(404, "NotFound", "pod"));
+                };
                 merge(&mut pod, &call.body);
                 self.put_pod("MODIFIED", pod.clone());
                 (200, pod)
@@ -405,7 +441,8 @@ impl Cluster {
                 let (tx, rx) = mpsc::unbounded_channel();
                 let mut state = c.lock();
                 state.calls.push(call.clone());
-                let watch = call.method == "GET" && call.path.ends_with("/pods") && call.query.contains_key("watch");
+                let watch =
+                    call.method == "GET" && call.path.ends_with("/pods") && call.query.contains_key("watch");
                 let code = if watch {
                     let sel = call.query.get("labelSelector").cloned().unwrap_or_default();
                     state.watchers.push((sel, tx));
@@ -427,7 +464,10 @@ impl Cluster {
 #[test]
 fn the_fake_merges_and_decodes_like_the_api_server() {
     let mut t = json!({"spec": {"containers": [{"name": "fork", "image": "u", "resources": {"limits": {"memory": "1Gi"}}}]}});
-    merge(&mut t, &json!({"spec": {"containers": [{"name": "fork", "resources": {"limits": {"memory": "2Gi"}}}]}}));
+    merge(
+        &mut t,
+        &json!({"spec": {"containers": [{"name": "fork", "resources": {"limits": {"memory": "2Gi"}}}]}}),
+    );
     assert_eq!(t["spec"]["containers"][0]["image"], "u");
     assert_eq!(t["spec"]["containers"][0]["resources"]["limits"]["memory"], "2Gi");
     assert_eq!(percent_decode("a%3Db%2Cc%3Dd"), "a=b,c=d");

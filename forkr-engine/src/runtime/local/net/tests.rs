@@ -160,6 +160,7 @@ fn a_box_namespace_gets_a_working_veth() {
                     TcpStream::connect_timeout(&(n.gateway, host_port).into(), Duration::from_secs(5))
                         .unwrap();
                 up.write_all(b"hello host").unwrap();
+                drop(up);
                 let _ = done_rx.recv();
             });
             let box_port = ready_rx.recv_timeout(Duration::from_secs(10)).unwrap();
