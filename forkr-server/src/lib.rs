@@ -16,6 +16,7 @@ pub mod error;
 pub mod openapi;
 pub mod proxy;
 pub mod routes;
+pub mod sealed;
 pub mod setup;
 
 /// Shared state of all handlers.

@@ -168,6 +168,15 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Some(Command::Teardown) => setup::teardown(&cli.data_dir),
         None | Some(Command::Serve) => {
+            if cli.runtime == RuntimeKind::Local {
+                // Before any thread: see `sealed` (CVE-2019-5736). The shim is found beside this
+                // executable, which is a memfd after the re-exec, so its path is resolved now.
+                let shim = match cli.shim.clone() {
+                    Some(s) => s,
+                    None => setup::default_shim()?,
+                };
+                forkr_server::sealed::reexec_from_sealed_copy(&[("FORKR_SHIM", shim.as_os_str())])?;
+            }
             tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(serve(cli))
         }
     }

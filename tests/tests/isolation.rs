@@ -35,18 +35,33 @@ fn host_processes_mounts_data_dir_and_token_are_out_of_reach() {
     }
     tally.one();
 
-    // Mounts: none of the host's filesystems or paths.
+    // Mounts: the box's own filesystems, plus read-only single files the server writes (hosts,
+    // resolv.conf, hostname) and /dev/null over masked /proc files. No host directory, nothing
+    // writable of the host (like Docker's bind-mounted /etc/hosts, the source path is visible).
     let mounts = sh(&s, BOX, "cat /proc/self/mountinfo");
-    for host in [" ext4 ", " xfs ", " overlay ", data.as_str(), "/work/main", "forkr.img"] {
-        assert!(!mounts.contains(host), "host mount detail {host:?} visible in the box:\n{mounts}");
+    let own = ["btrfs", "proc", "sysfs", "tmpfs", "devpts", "cgroup", "cgroup2", "mqueue"];
+    for line in mounts.lines() {
+        let f: Vec<&str> = line.split(' ').collect();
+        let sep = f.iter().position(|x| *x == "-").expect("mountinfo separator");
+        let (root, target, opts, fstype) = (f[3], f[4], f[5], f[sep + 1]);
+        if own.contains(&fstype) {
+            continue;
+        }
+        let file_from_run_dir = ["/etc/hosts", "/etc/resolv.conf", "/etc/hostname"].contains(&target)
+            && root.starts_with(&format!("{data}/run/"))
+            && opts.split(',').any(|o| o == "ro");
+        let masked = fstype == "devtmpfs" && root == "/null" && target.starts_with("/proc/");
+        assert!(file_from_run_dir || masked, "host mount visible in the box: {line}");
     }
+    let out = s.run(&["exec", BOX, "--", "sh", "-c", "echo x >> /etc/hosts || echo x >> /etc/resolv.conf"]);
+    assert!(!out.status.success(), "a host-side file mounted into the box is writable");
     tally.one();
 
     // `/..` is `/`, also after chroot tricks with the kept CAP_SYS_CHROOT.
     let ids = sh(
         &s,
         BOX,
-        "stat -c %d:%i / /.. /../../.. /proc/1/root /proc/self/root/..; \
+        "stat -L -c %d:%i / /.. /../../.. /proc/1/root /proc/self/root/..; \
          mkdir -p /jail; cd /jail && chroot /jail /bin/busybox stat -c %d:%i /proc/self/root 2>/dev/null || true",
     );
     let first = ids.lines().next().unwrap().to_owned();
@@ -83,23 +98,45 @@ fn host_processes_mounts_data_dir_and_token_are_out_of_reach() {
     assert!(!out.status.success(), "the API is reachable on the box's loopback");
     tally.one();
 
-    // Kernel interfaces a box must not touch (capabilities dropped, /proc/sys and /sys read-only).
+    // Kernel interfaces a box must not touch (capabilities dropped, /proc/sys and /sys read-only,
+    // block devices denied). A tool missing from the base makes its probe "work" (exit 0), so a
+    // probe can never pass for the wrong reason.
     for (what, script) in [
         ("sysctl write", "echo 1 > /proc/sys/kernel/sysrq"),
         ("sysfs write", "echo x > /sys/kernel/uevent_helper"),
-        ("mount", "mount -t tmpfs none /mnt"),
-        ("remount /", "mount -o remount,rw /"),
-        ("new mount namespace", "unshare -m true"),
-        ("kernel log", "dmesg"),
-        ("kernel modules", "insmod /nonexistent.ko || modprobe -n dummy; false"),
-        ("raw block device", "mknod /work-sda b 8 0 && head -c1 /work-sda"),
-        ("set the clock", "date -s 2000-01-01"),
-        ("ptrace PID 1", "cat /proc/1/mem"),
+        ("mount", "command -v mount || exit 0; mkdir -p /mnt2 && mount -t tmpfs none /mnt2"),
+        ("remount /", "command -v mount || exit 0; mount -o remount,rw /"),
+        ("new mount namespace", "command -v unshare || exit 0; unshare -m true"),
+        ("kernel log", "command -v dmesg || exit 0; dmesg"),
+        ("raw block device", "mknod /work-vda b 254 0 && head -c1 /work-vda"),
+        // busybox `date -s` exits 0 even when settimeofday fails, so check the year.
+        ("set the clock", "date -s 2000-01-01 >/dev/null 2>&1; [ \"$(date +%Y)\" = 2000 ]"),
     ] {
         let out = s.run(&["exec", BOX, "--", "sh", "-c", script]);
         assert!(!out.status.success(), "{what} worked inside the box");
         tally.one();
     }
+    // No dangerous capability in the effective or bounding set of an exec'd process.
+    let caps = sh(&s, BOX, "grep -E '^Cap(Eff|Bnd):' /proc/self/status");
+    for line in caps.lines() {
+        let mask = u64::from_str_radix(line.split_whitespace().nth(1).unwrap(), 16).unwrap();
+        for (bit, name) in [
+            (2, "DAC_READ_SEARCH"),
+            (12, "NET_ADMIN"),
+            (16, "SYS_MODULE"),
+            (17, "SYS_RAWIO"),
+            (19, "SYS_PTRACE"),
+            (21, "SYS_ADMIN"),
+            (22, "SYS_BOOT"),
+            (25, "SYS_TIME"),
+            (34, "SYSLOG"),
+            (38, "PERFMON"),
+            (39, "BPF"),
+        ] {
+            assert_eq!(mask & (1 << bit), 0, "CAP_{name} in {line}");
+        }
+    }
+    tally.one();
     tally.report("isolation probes", 20);
 }
 
@@ -143,6 +180,66 @@ fn proc_exe_never_exposes_a_host_binary() {
     tally.report("/proc/<pid>/exe probes", 40);
 }
 
+/// CVE-2019-5736: a box makes its shell a link to `/proc/self/exe`, so the next exec, still a fork
+/// of the server until it execs, runs the server's own binary inside the box. That process is then
+/// dumpable, and a box process could keep its `/proc/<pid>/exe` open and write the host's server
+/// binary once nothing executes it (a restart). The server runs from a sealed in-memory copy of
+/// itself, so what the box reaches is that copy, which nobody can write.
+#[test]
+fn a_shell_linked_to_proc_self_exe_reaches_only_a_sealed_copy() {
+    let s = Server::start();
+    s.ok(&["create", BOX]);
+    // A scanner (started while the shell still works) lists every /proc/<pid>/exe that is not a
+    // box binary and tries to open each for writing, without truncating.
+    let scanner = "rm -f /seen /wrote; while [ ! -e /stop ]; do \
+        ls -l /proc/[0-9]*/exe 2>/dev/null | grep -v -e /bin/busybox -e /usr/bin/tini >> /seen; \
+        for e in /proc/[0-9]*/exe; do case \"$(readlink $e 2>/dev/null)\" in *forkr*) \
+          (: >> $e) 2>/dev/null && echo \"$e\" >> /wrote;; esac; done; done";
+    s.ok(&["exec", BOX, "--bg", "--", "sh", "-c", scanner]);
+    // A real root filesystem (box-base) has the dynamic loader and libc the server binary needs;
+    // the tiny test base does not, so give the box the host's copies.
+    let ldd = Command::new("ldd").arg(forkr_tests::bin("forkr-server")).output().unwrap();
+    for lib in String::from_utf8_lossy(&ldd.stdout).split_whitespace().filter(|w| w.starts_with('/')) {
+        let r = support::put_file(&s, BOX, lib, &std::fs::read(lib).unwrap(), true);
+        assert_eq!(r.status, 200, "{lib}: {}", r.text());
+        sh(&s, BOX, &format!("chmod 755 {lib}"));
+    }
+    sh(&s, BOX, "ln -s /proc/self/exe /bin/sh.evil && mv /bin/sh.evil /bin/sh");
+    // Every exec now runs the server binary (which rejects its arguments and exits).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(40);
+    let mut ran_host_binary = 0;
+    for _ in 0..300 {
+        let r = exec_api(&s, BOX, json!({"cmd": ["true"]}));
+        // clap's answer to the shell's arguments: the server binary ran.
+        if r.text().contains("unrecognized subcommand") {
+            ran_host_binary += 1;
+        }
+        if std::time::Instant::now() > deadline {
+            break;
+        }
+    }
+    assert!(ran_host_binary > 0, "the /proc/self/exe link was not followed: the test did not attack");
+    // Restore the shell through the server (exec cannot run anything now) and stop the scanner.
+    let busybox = std::fs::read("/usr/bin/busybox").unwrap();
+    let r = send(
+        req(&s, Method::PUT, &format!("/v1/projects/default/boxes/{BOX}/files"))
+            .query(&[("path", "/bin/sh"), ("mode", "0755")])
+            .body(busybox),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    sh(&s, BOX, "touch /stop");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let seen = String::from_utf8_lossy(&support::get_file(&s, BOX, "/seen").body).into_owned();
+    let wrote = support::get_file(&s, BOX, "/wrote");
+    assert_eq!(wrote.status, 404, "the box opened a server executable for writing: {}", wrote.text());
+    eprintln!("{ran_host_binary} execs ran the server binary; the scanner saw:\n{seen}");
+    for line in seen.lines().filter(|l| l.contains(" -> ")) {
+        let target = line.split(" -> ").nth(1).unwrap_or_default();
+        // The sealed copy, or the busybox copy put back as /bin/sh at the end.
+        assert!(target.starts_with("/memfd:") || target == "/bin/sh", "a box process ran a host file: {line}");
+    }
+}
+
 #[test]
 fn builtin_init_pid1_is_not_readable() {
     let s = Server::start();
@@ -157,7 +254,7 @@ fn builtin_init_pid1_is_not_readable() {
     assert!(st.success());
     s.import_base("no-tini", &tarball);
     s.ok(&["create", BOX, "--base", "no-tini"]);
-    for probe in ["readlink /proc/1/exe", "head -c 4 /proc/1/exe", "cat /proc/1/environ", "ls /proc/1/fd", "cat /proc/1/maps"] {
+    for probe in ["readlink /proc/1/exe", "head -c 4 /proc/1/exe", "cat /proc/1/environ", "readlink /proc/1/fd/0", "cat /proc/1/maps"] {
         let out = s.run(&["exec", BOX, "--", "sh", "-c", probe]);
         assert!(!out.status.success(), "{probe} worked on the built-in init: {}", String::from_utf8_lossy(&out.stdout));
     }

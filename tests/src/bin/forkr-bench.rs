@@ -142,7 +142,9 @@ fn workspace_bench(s: &Server, t: &mut Table, n: &dyn Fn(usize) -> usize) {
     let boxes = |project: &str, count: usize| {
         let mut y = format!("project: {project}\nboxes:\n");
         for i in 0..count {
-            y.push_str(&format!("  b{i:03}:\n    port: 8080\n    env:\n      N: \"{i}\"\n    tags: [bench]\n"));
+            y.push_str(&format!(
+                "  b{i:03}:\n    port: 8080\n    env:\n      N: \"{i}\"\n    tags: [bench]\n"
+            ));
         }
         y
     };
@@ -184,7 +186,10 @@ fn proxy_bench(s: &Server, api: &Api, t: &mut Table, quick: bool) {
     api.post(boxes, json!({"name": "px"}));
     let sh = |cmd: &str| api.post(&format!("{boxes}/px/exec"), json!({"cmd": ["sh", "-c", cmd]}));
     sh("mkdir -p /srv/www && head -c 1024 /dev/zero | tr '\\0' x > /srv/www/index.html");
-    api.post(&format!("{boxes}/px/exec"), json!({"cmd": ["httpd", "-f", "-p", "8080", "-h", "/srv/www"], "bg": true}));
+    api.post(
+        &format!("{boxes}/px/exec"),
+        json!({"cmd": ["httpd", "-f", "-p", "8080", "-h", "/srv/www"], "bg": true}),
+    );
     api.post(&format!("{boxes}/px/publish"), json!({"subdomain": "px"}));
     let ip_out = sh("ip -o -4 addr show eth0");
     let ip_line = ip_out["stdout"].as_str().unwrap_or_default().to_owned();
@@ -195,8 +200,10 @@ fn proxy_bench(s: &Server, api: &Api, t: &mut Table, quick: bool) {
     let one = |addr: &str| -> bool {
         let Ok(mut c) = std::net::TcpStream::connect(addr) else { return false };
         let mut resp = Vec::with_capacity(2048);
-        c.write_all(request).is_ok() && c.read_to_end(&mut resp).is_ok() && resp.starts_with(b"HTTP/1.1 200")
-            || resp.starts_with(b"HTTP/1.0 200")
+        if c.write_all(request).is_err() || c.read_to_end(&mut resp).is_err() {
+            return false;
+        }
+        resp.starts_with(b"HTTP/1.1 200") || resp.starts_with(b"HTTP/1.0 200")
     };
     for _ in 0..200 {
         if one(&direct) && one(&proxied) {
@@ -237,8 +244,16 @@ fn proxy_bench(s: &Server, api: &Api, t: &mut Table, quick: bool) {
             best_proxy = p;
         }
     }
-    t.add("GET 1 KiB page straight to the box (4 clients)", best_direct.1, &format!("{:.0} req/s", best_direct.0));
-    t.add("GET 1 KiB page through the publish proxy (4 clients)", best_proxy.1, &format!("{:.0} req/s", best_proxy.0));
+    t.add(
+        "GET 1 KiB page straight to the box (4 clients)",
+        best_direct.1,
+        &format!("{:.0} req/s", best_direct.0),
+    );
+    t.add(
+        "GET 1 KiB page through the publish proxy (4 clients)",
+        best_proxy.1,
+        &format!("{:.0} req/s", best_proxy.0),
+    );
     println!(
         "publish proxy: {:.0} req/s vs {:.0} req/s direct: ratio {:.2} (target >= 0.7)\n",
         best_proxy.0,

@@ -23,6 +23,9 @@ use crate::commands::dockerfile;
 use crate::ctx::BoxId;
 use crate::error::{CliError, Result};
 
+/// How many action ids a report lists per line before it only counts the rest.
+const MAX_LISTED: usize = 20;
+
 /// What a run needs.
 pub struct Runner<'a> {
     pub client: &'a Client,
@@ -68,7 +71,11 @@ impl Outcome<'_> {
     /// The report after a run that did not complete: what failed, what was done, what was not
     /// started.
     pub fn report(&self) -> String {
-        let ids = |v: Vec<&str>| if v.is_empty() { "none".to_owned() } else { v.join(", ") };
+        let ids = |v: Vec<&str>| match v.len() {
+            0 => "none".to_owned(),
+            n if n > MAX_LISTED => format!("{}, … and {} more", v[..MAX_LISTED].join(", "), n - MAX_LISTED),
+            _ => v.join(", "),
+        };
         let mut out = String::new();
         for (a, e) in &self.failed {
             out.push_str(&format!("  failed:      {}: {}\n", a.id, e.message()));
@@ -286,4 +293,46 @@ impl Runner<'_> {
 /// How long an apply took, for the summary.
 pub fn took(d: Duration) -> String {
     format!("{:.1}s", d.as_secs_f64())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use forkr_engine::plan::ObjectKind;
+
+    fn action(i: usize) -> Action {
+        Action {
+            id: format!("box.b{i}"),
+            op: Op::Create,
+            object: ObjectKind::Box,
+            name: format!("b{i}"),
+            box_name: None,
+            changes: Vec::new(),
+            reason: None,
+            keep_root: false,
+            wave: 0,
+            depends_on: Vec::new(),
+            request: Request::DeleteBox { name: format!("b{i}") },
+        }
+    }
+
+    #[test]
+    fn reports_say_what_failed_was_done_and_was_not_started() {
+        let actions: Vec<Action> = (0..30).collect::<Vec<_>>().into_iter().map(action).collect();
+        let failure = CliError::from(Error::conflict("host_taken", "host www.x is taken"));
+        let out = Outcome {
+            done: vec![(&actions[0], String::new())],
+            failed: vec![(&actions[1], failure)],
+            not_started: actions[2..].iter().collect(),
+            stopped: None,
+        };
+        assert!(!out.is_complete());
+        assert_eq!(out.counts(), "1 added, 0 changed, 0 replaced, 0 destroyed");
+        let report = out.report();
+        assert!(report.contains("  failed:      box.b1: host www.x is taken\n"), "{report}");
+        assert!(report.contains("  done:        box.b0\n"), "{report}");
+        // Long lists are cut, with a count of the rest.
+        assert!(report.contains("box.b21, … and 8 more\n"), "{report}");
+        assert!(!report.contains("box.b22"), "{report}");
+    }
 }

@@ -119,14 +119,21 @@ impl Lock {
         let every = Duration::from_millis((self.ttl * 1000 / 3).max(300));
         tokio::pin!(work);
         let mut next = tokio::time::Instant::now() + every;
+        // When the server last confirmed the lock: a busy server may answer a refresh late, which
+        // only matters once the lock may have expired.
+        let mut confirmed = Instant::now();
         let mut ctrl_c = std::pin::pin!(tokio::signal::ctrl_c());
         let mut watching_ctrl_c = true;
         loop {
             tokio::select! {
                 out = &mut work => return out,
                 _ = tokio::time::sleep_until(next), if !stop.is_set() => {
-                    if let Err(e) = api::refresh_lock(c, &self.project, &self.id, self.ttl).await {
-                        stop.set(format!("the project lock could not be kept: {}", e.message()));
+                    match api::refresh_lock(c, &self.project, &self.id, self.ttl).await {
+                        Ok(_) => confirmed = Instant::now(),
+                        Err(e) if e.code() == "lock_lost" || confirmed.elapsed() >= Duration::from_secs(self.ttl) => {
+                            stop.set(format!("the project lock could not be kept: {}", e.message()));
+                        }
+                        Err(_) => {}
                     }
                     next = tokio::time::Instant::now() + every;
                 }

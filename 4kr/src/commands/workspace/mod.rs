@@ -138,8 +138,8 @@ pub struct ApplyArgs {
     /// Apply without asking (required when stdin is not a terminal).
     #[arg(long)]
     pub auto_approve: bool,
-    /// Keep running: apply again when .forkr/*.yaml change, and mirror `sync` folders into their
-    /// boxes as files change.
+    /// Keep running: apply again when .forkr/*.yaml change (without asking again), and mirror
+    /// `sync` folders into their boxes as files change.
     #[arg(long, conflicts_with = "file")]
     pub watch: bool,
     #[command(flatten)]

@@ -248,6 +248,7 @@ unsafe fn enter_cwd(cwd: &std::ffi::CStr) -> io::Result<()> {
         let err = io::Error::last_os_error();
         libc::close(fd as i32);
         if rc != 0 {
+            *libc::__errno_location() = err.raw_os_error().unwrap_or(libc::EIO);
             return Err(err);
         }
         let mut buf = [0u8; 256];
