@@ -72,6 +72,26 @@ impl<T: serde::Serialize> IntoResponse for ApiJson<T> {
     }
 }
 
+/// A raw request body whose rejection (over the route's body limit, or a broken upload) is an
+/// [`ApiError`]: a 413 `too_large` in the documented JSON shape instead of axum's plain text.
+pub struct ApiBytes(pub axum::body::Bytes);
+
+impl<S: Send + Sync> axum::extract::FromRequest<S> for ApiBytes {
+    type Rejection = ApiError;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, ApiError> {
+        match axum::body::Bytes::from_request(req, state).await {
+            Ok(b) => Ok(ApiBytes(b)),
+            Err(r) if r.status() == StatusCode::PAYLOAD_TOO_LARGE => Err(ApiError::new(
+                ErrorKind::TooLarge,
+                "too_large",
+                "the upload is over the size limit of this route (files: 512 MiB)",
+            )),
+            Err(r) => Err(ApiError::new(ErrorKind::BadRequest, "invalid_body", r.body_text())),
+        }
+    }
+}
+
 /// `Query` whose rejection is an [`ApiError`].
 #[derive(axum::extract::FromRequestParts)]
 #[from_request(via(axum::extract::Query), rejection(ApiError))]

@@ -13,11 +13,13 @@ use forkr_engine::engine::Engine;
 
 pub mod auth;
 pub mod error;
+pub mod guard;
 pub mod openapi;
 pub mod proxy;
 pub mod routes;
 pub mod sealed;
 pub mod setup;
+pub mod tokens;
 
 /// Shared state of all handlers.
 pub struct AppState {
@@ -75,11 +77,23 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/bases/{name}/build", post(bases::build))
         .route("/v1/bases/{name}/import", post(bases::import).layer(DefaultBodyLimit::disable()))
         .layer(DefaultBodyLimit::max(JSON_LIMIT))
+        // Route layers run last-added first: authentication, then names and the token's scope.
+        .route_layer(axum::middleware::from_fn(guard::edge))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_token));
     Router::new()
         .route("/v1/openapi.json", get(openapi::serve))
         .route("/healthz", get(|| async { "ok" }))
         .merge(api)
+        // The documented error body for a known path with the wrong method, too.
+        .method_not_allowed_fallback(|| async {
+            let body = forkr_engine::api::ErrorBody {
+                error: forkr_engine::api::ErrorDetail {
+                    code: "method_not_allowed".into(),
+                    message: "this route does not support this HTTP method; see /v1/openapi.json".into(),
+                },
+            };
+            (axum::http::StatusCode::METHOD_NOT_ALLOWED, axum::Json(body))
+        })
         .fallback(|| async {
             error::ApiError::new(
                 forkr_engine::ErrorKind::NotFound,

@@ -124,6 +124,11 @@ enum Command {
     Serve,
     /// Stop every box of the data dir, unmount its storage and release the loop device.
     Teardown,
+    /// Manage API tokens limited to one project.
+    Token {
+        #[command(subcommand)]
+        command: forkr_server::tokens::TokenCommand,
+    },
 }
 
 fn parse_size(s: &str) -> Result<u64, String> {
@@ -167,6 +172,9 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Some(Command::Teardown) => setup::teardown(&cli.data_dir),
+        Some(Command::Token { command }) => {
+            forkr_server::tokens::run(&cli.data_dir, command, &mut std::io::stdout().lock())
+        }
         None | Some(Command::Serve) => {
             if cli.runtime == RuntimeKind::Local {
                 // Before any thread: see `sealed` (CVE-2019-5736). The shim is found beside this
@@ -177,7 +185,12 @@ fn main() -> anyhow::Result<()> {
                 };
                 forkr_server::sealed::reexec_from_sealed_copy(&[("FORKR_SHIM", shim.as_os_str())])?;
             }
-            tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(serve(cli))
+            tokio::runtime::Builder::new_multi_thread()
+            // Some runtime calls (cgroup teardown, waiting for a killed box) block briefly on a
+            // worker; with one worker per core, a burst of deletes on 2 cores stalled every other
+            // request. Extra workers keep the API responsive.
+            .worker_threads(std::thread::available_parallelism().map_or(4, |n| n.get() * 2).max(4))
+            .enable_all().build()?.block_on(serve(cli))
         }
     }
 }

@@ -17,8 +17,11 @@ pub fn bin(name: &str) -> PathBuf {
         return PathBuf::from(dir).join(name);
     }
     let exe = std::env::current_exe().expect("test executable path");
-    // target/debug/deps/e2e-hash → target/debug
-    let dir = exe.parent().and_then(|d| d.parent()).expect("target dir").to_path_buf();
+    // Test binaries live in target/<profile>/deps/, forkr-bench in target/<profile>/.
+    let mut dir = exe.parent().expect("target dir").to_path_buf();
+    if dir.file_name().is_some_and(|n| n == "deps") {
+        dir.pop();
+    }
     let p = dir.join(name);
     assert!(p.exists(), "{} not built: run `cargo build --workspace --bins` first", p.display());
     p
@@ -98,6 +101,10 @@ pub struct Server {
     /// The publish proxy's addresses (`IP:PORT`).
     pub proxy_http: String,
     pub proxy_https: String,
+    /// The server executable [`Server::spawn`] runs (default `forkr-server`; crash tests use the
+    /// `forkr-server-faults` build) and extra environment for it (e.g. `FORKR_FAULT`).
+    pub program: Option<PathBuf>,
+    pub program_env: Vec<(String, String)>,
 }
 
 thread_local! {
@@ -147,6 +154,8 @@ impl Server {
             args: args.iter().map(|a| a.to_string()).collect(),
             proxy_http: String::new(),
             proxy_https: String::new(),
+            program: None,
+            program_env: Vec::new(),
         };
         s.spawn();
         let tarball = tiny_base_tarball(s.work.path());
@@ -157,7 +166,8 @@ impl Server {
     /// Starts (or restarts, on the same data dir and port) the server process.
     pub fn spawn(&mut self) {
         isolate_network();
-        let mut command = Command::new(bin("forkr-server"));
+        let mut command = Command::new(self.program.clone().unwrap_or_else(|| bin("forkr-server")));
+        command.envs(self.program_env.iter().map(|(k, v)| (k, v)));
         // If the test process dies without running Drop (killed by a timeout), the server must not
         // outlive it holding mounts and pipes.
         // SAFETY: prctl is async-signal-safe and touches nothing but this process.
@@ -216,6 +226,27 @@ impl Server {
             .expect("import request");
         let status = resp.status();
         assert!(status.is_success(), "base import failed: {status} {}", resp.text().unwrap_or_default());
+    }
+
+    /// The server's PID while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
+    /// Waits up to `limit` for the server process to exit by itself (a crash test's injected
+    /// fault) and reaps it; `None` if it is still running.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if let Some(c) = self.child.as_mut()
+                && let Ok(Some(status)) = c.try_wait()
+            {
+                self.child = None;
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
     }
 
     /// Kills the server with SIGKILL (boxes keep running).

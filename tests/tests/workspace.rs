@@ -164,6 +164,10 @@ fn minimal_example_applies_and_converges() {
     let out = apply(&s, &dir);
     assert!(out.contains("box.hello: created") && out.contains("Apply complete! 1 added"), "{out}");
     assert_converged(&s, &dir);
+    assert_eq!(
+        ok_in(&s, &dir, &["validate"]).lines().next(),
+        Some("Success: the workspace is valid (project minimal: 1 box; .forkr/forkr.yaml).")
+    );
     let info = show(&s, "minimal", "hello");
     assert_eq!(info["status"], "running");
     assert!(info["tags"][0].as_str().unwrap().starts_with("forkr.workspace=minimal."), "{info}");
@@ -198,6 +202,13 @@ fn ci_example_builds_a_base_and_forks_test_boxes() {
     apply(&s, &dir);
     assert_converged(&s, &dir);
     assert_eq!(text(&exec(&s, "ci", "test-unit", "cat /opt/ci/VERSION").stdout), "ci-toolchain 2\n");
+
+    // destroy removes the boxes, then the base they were on; box-base stays.
+    let out = ok_in(&s, &dir, &["destroy", "--auto-approve"]);
+    assert!(out.contains("- base \"ci-base\"") && out.contains("4 destroyed"), "{out}");
+    assert_eq!(s.ok(&["list", "-p", "ci"]).lines().count(), 1);
+    let bases = s.ok(&["base", "list"]);
+    assert!(!bases.contains("ci-base") && bases.contains("box-base"), "{bases}");
 }
 
 #[test]
@@ -214,6 +225,15 @@ fn web_app_example_applies_and_converges() {
     // The data volume is mounted where the files say.
     let out = exec(&s, "web-app", "web", "echo hello > /srv/data/x && cat /srv/data/x");
     assert_eq!(text(&out.stdout), "hello\n", "{}", text(&out.stderr));
+    assert_eq!(info["published"][0], "www.localhost");
+    assert!(s.ok(&["snapshot", "list", "-p", "web-app", "web"]).contains("clean"));
+
+    // destroy removes the box (and its host), then the volume it mounted.
+    let out = ok_in(&s, &dir, &["destroy", "--auto-approve"]);
+    assert!(out.contains("- volume \"app-data\"") && out.contains("2 destroyed"), "{out}");
+    assert!(!s.ok(&["volume", "list", "-p", "web-app"]).contains("app-data"));
+    let (plan, _) = code_in(&s, &dir, &["plan", "--detailed-exitcode"], 2);
+    assert!(plan.contains("Plan: 4 to add"), "{plan}");
 }
 
 #[test]
@@ -284,6 +304,13 @@ fn edits_drift_prune_and_destroy() {
     let list = s.ok(&["list", "-p", "edits"]);
     assert!(!list.contains("worker") && list.contains("handmade") && list.contains("api"), "{list}");
 
+    // --replace recreates a box from its base even though nothing changed.
+    let (plan, _) = code_in(&s, &dir, &["plan", "--replace", "api", "--detailed-exitcode"], 2);
+    assert!(
+        plan.contains("-/+ box \"api\"") && plan.contains("a replacement was requested (--replace)"),
+        "{plan}"
+    );
+
     // --target limits a run to one box.
     std::fs::write(
         dir.join(".forkr/boxes.yaml"),
@@ -300,6 +327,88 @@ fn edits_drift_prune_and_destroy() {
     assert!(out.contains("- box \"api\"") && out.contains("Destroy complete!"), "{out}");
     let list = s.ok(&["list", "-p", "edits"]);
     assert!(list.contains("handmade") && !list.contains("api"), "{list}");
+}
+
+#[test]
+fn a_failed_apply_stops_reports_and_a_rerun_converges() {
+    let s = Server::start();
+    // Another box of the project already publishes the host the files ask for.
+    s.ok(&["create", "-p", "fail", "squatter"]);
+    s.ok(&["publish", "-p", "fail", "squatter", "www"]);
+    let dir = workspace(
+        &s,
+        "fail",
+        &[(
+            "forkr.yaml",
+            "project: fail\nboxes:\n  a:\n    publish: [www]\n  b:\n    snapshots: [first]\n    publish: [zzz]\n",
+        )],
+    );
+    let (plan, _) = code_in(&s, &dir, &["plan"], 0);
+    assert!(plan.contains("Warning: www.localhost is published by fail:squatter"), "{plan}");
+
+    // One action at a time, so what is not started is known: the boxes, then b's snapshot, then the
+    // publish of a fails, and b's publish after it never starts.
+    let (out, err) = code_in(&s, &dir, &["apply", "--auto-approve", "--parallelism", "1"], 1);
+    assert!(out.contains("box.a: created") && out.contains("snapshot.b.first: snapshot taken"), "{out}");
+    assert!(out.contains("publish.a.www.localhost: failed after"), "{out}");
+    assert!(
+        err.contains("  failed:      publish.a.www.localhost: host www.localhost is already published"),
+        "{err}"
+    );
+    assert!(err.contains("  done:        box.a, box.b, snapshot.b.first\n"), "{err}");
+    assert!(err.contains("  not started: publish.b.zzz.localhost\n"), "{err}");
+    assert!(err.contains("Error: apply stopped: 1 action failed"), "{err}");
+    assert!(
+        !s.ok(&["show", "-p", "fail", "b"]).contains("zzz.localhost"),
+        "nothing started after the failure"
+    );
+
+    // Once the host is free, running apply again does the rest, and only the rest.
+    s.ok(&["unpublish", "-p", "fail", "squatter", "www"]);
+    let out = apply(&s, &dir);
+    assert!(out.contains("Plan: 2 to add, 0 to change"), "{out}");
+    assert_converged(&s, &dir);
+    assert_eq!(show(&s, "fail", "a")["published"][0], "www.localhost");
+}
+
+#[test]
+fn tarball_bases_are_imported_once_and_again_when_the_tarball_changes() {
+    let s = Server::start();
+    let dir = workspace(
+        &s,
+        "tarball",
+        &[(
+            "forkr.yaml",
+            "project: tarball\nbases:\n  overlay:\n    from: box-base\n    tarball: overlay.tar.gz\nboxes:\n  app:\n    base: overlay\n",
+        )],
+    );
+    let make = |content: &str| {
+        let root = dir.join("overlay-root");
+        std::fs::create_dir_all(root.join("opt")).unwrap();
+        std::fs::write(root.join("opt/overlay.txt"), content).unwrap();
+        let st = Command::new("tar")
+            .arg("-C")
+            .arg(&root)
+            .arg("-czf")
+            .arg(dir.join("overlay.tar.gz"))
+            .arg(".")
+            .status()
+            .unwrap();
+        assert!(st.success());
+    };
+    make("v1\n");
+    let out = apply(&s, &dir);
+    assert!(out.contains("base.overlay: built") && out.contains("box.app: created"), "{out}");
+    // The version records the tarball's sha256, so an unchanged tarball is not imported again.
+    assert_converged(&s, &dir);
+    assert_eq!(text(&exec(&s, "tarball", "app", "cat /opt/overlay.txt").stdout), "v1\n");
+
+    make("v2\n");
+    let (plan, _) = code_in(&s, &dir, &["plan", "--detailed-exitcode"], 2);
+    assert!(plan.contains("~ base \"overlay\"") && plan.contains("-/+ box \"app\""), "{plan}");
+    apply(&s, &dir);
+    assert_converged(&s, &dir);
+    assert_eq!(text(&exec(&s, "tarball", "app", "cat /opt/overlay.txt").stdout), "v2\n");
 }
 
 #[test]
@@ -540,4 +649,20 @@ fn watch_reapplies_edits_and_mirrors_a_sync_folder() {
     read_until(&rx, "Watching", limit);
     assert!(watcher.0.try_wait().unwrap().is_none(), "the watcher exited on broken files");
     drop(watcher);
+}
+
+#[test]
+fn schema_prints_the_committed_schemas() {
+    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    for (args, file) in
+        [(&["schema"][..], "forkr.schema.json"), (&["schema", "config"], "config.schema.json")]
+    {
+        let out = Command::new(forkr_tests::bin("4kr")).args(args).output().unwrap();
+        assert!(out.status.success());
+        assert_eq!(
+            text(&out.stdout),
+            std::fs::read_to_string(repo.join("schemas").join(file)).unwrap(),
+            "{file}"
+        );
+    }
 }

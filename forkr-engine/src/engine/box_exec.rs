@@ -164,29 +164,41 @@ impl Engine {
                 let _ = stdin.shutdown().await;
             });
         }
-        async fn collect(
-            r: Option<crate::runtime::BoxedRead>,
-            limit: usize,
-        ) -> std::io::Result<(Vec<u8>, bool)> {
-            let Some(r) = r else { return Ok((Vec::new(), false)) };
+        /// Why reading stopped early.
+        enum Stop {
+            Over,
+            Io(std::io::Error),
+        }
+        /// Reads a stream to its end, or stops as soon as it passes `limit`.
+        async fn collect(r: Option<crate::runtime::BoxedRead>, limit: usize) -> Result<Vec<u8>, Stop> {
+            let Some(r) = r else { return Ok(Vec::new()) };
             let mut buf = Vec::new();
-            let n = r.take(limit as u64 + 1).read_to_end(&mut buf).await?;
-            Ok((buf, n > limit))
+            let n = r.take(limit as u64 + 1).read_to_end(&mut buf).await.map_err(Stop::Io)?;
+            if n > limit {
+                return Err(Stop::Over);
+            }
+            Ok(buf)
         }
-        let (out, err) = tokio::join!(collect(p.stdout.take(), limit), collect(p.stderr.take(), limit));
-        let (out, over_out) = out.map_err(|e| Error::io("reading exec output", e))?;
-        let (err, over_err) = err.map_err(|e| Error::io("reading exec output", e))?;
-        if over_out || over_err {
-            (p.kill)();
-            let _ = p.wait.await;
-            return Err(Error::new(
-                ErrorKind::TooLarge,
-                "output_too_large",
-                format!(
-                    "exec output is over the limit of {limit} bytes; use the streaming exec (4kr exec without --json) or --bg with 4kr logs"
-                ),
-            ));
-        }
+        // try_join: the moment one stream is over the limit, stop reading both and kill the
+        // process. Waiting for the other stream's end instead would hang for good when the process
+        // keeps that one open while it blocks writing to the full one (`yes` with stderr open).
+        let (out, err) = match tokio::try_join!(collect(p.stdout.take(), limit), collect(p.stderr.take(), limit)) {
+            Ok(both) => both,
+            Err(stop) => {
+                (p.kill)();
+                let _ = p.wait.await;
+                return Err(match stop {
+                    Stop::Io(e) => Error::io("reading exec output", e),
+                    Stop::Over => Error::new(
+                        ErrorKind::TooLarge,
+                        "output_too_large",
+                        format!(
+                            "exec output is over the limit of {limit} bytes; use the streaming exec (4kr exec without --json) or --bg with 4kr logs"
+                        ),
+                    ),
+                });
+            }
+        };
         let code = p.wait.await?;
         Ok(ExecOutput {
             exit_code: code,

@@ -156,6 +156,12 @@ impl Engine {
         }
     }
 
+    /// The project a project token (see [`Store::create_token`]) is limited to; `None` for any
+    /// other string.
+    pub fn token_project(&self, token: &str) -> Result<Option<String>> {
+        self.store.token_project(token)
+    }
+
     pub(crate) fn require_box(&self, project: &str, name: &str) -> Result<BoxRow> {
         self.store.get_box(project, name)?.ok_or_else(|| Error::not_found("box", name))
     }

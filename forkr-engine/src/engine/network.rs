@@ -17,6 +17,7 @@
 use std::collections::HashMap;
 use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -85,8 +86,13 @@ pub enum Route {
 #[derive(Debug, Default)]
 pub(crate) struct NetState {
     routes: RwLock<Arc<HashMap<String, Route>>>,
-    /// Serialises hosts-file rewrites (see the module docs).
-    rewrite: Mutex<()>,
+    /// Serialises route rebuilds, each reading the store inside it: the last rebuild to run saw
+    /// every change before it, so a slow rebuild can never install an older table over a newer.
+    rebuild: Mutex<()>,
+    /// Changes announced so far (bumped after each change is in the store).
+    changes: AtomicU64,
+    /// Serialises rewrites; holds the number of changes the last rewrite covered.
+    rewrite: Mutex<u64>,
 }
 
 /// The names a box is known by, seen from a box of `viewer_project`.
@@ -137,8 +143,18 @@ impl Engine {
     /// starts, stops or is deleted; failures are logged, never fail the operation that caused
     /// them (the box itself is fine, and the next change writes everything again). Runs inline:
     /// small writes to files in the data dir, about 10 µs per running box.
+    ///
+    /// Concurrent callers coalesce: a caller whose change a rewrite that started after it already
+    /// covered returns at once, so a burst of N parallel starts costs far fewer than N rewrites,
+    /// while every caller still returns only once the files include its change.
     pub(crate) fn network_changed(&self) {
-        let _g = self.net.rewrite.lock().unwrap_or_else(|p| p.into_inner());
+        let mine = self.net.changes.fetch_add(1, Ordering::SeqCst) + 1;
+        let mut covered = self.net.rewrite.lock().unwrap_or_else(|p| p.into_inner());
+        if *covered >= mine {
+            return;
+        }
+        // Every change counted up to here is in the store already (counted after it was made).
+        let target = self.net.changes.load(Ordering::SeqCst);
         let all = match self.store.list_addresses() {
             Ok(all) => all,
             Err(e) => {
@@ -155,25 +171,25 @@ impl Engine {
         if let Err(e) = self.refresh_routes() {
             tracing::warn!(error = %e, "could not rebuild the proxy's routes");
         }
+        *covered = target;
     }
 
     /// Rebuilds the proxy's routing table from the store: every box at its own URL host
     /// (`{box}.{domain}`, `{box}.{project}.{domain}`, document 001), then the published hosts,
     /// which win where the two meet.
     pub(crate) fn refresh_routes(&self) -> Result<()> {
+        let _g = self.net.rebuild.lock().unwrap_or_else(|p| p.into_inner());
         let mut map = HashMap::new();
         let addresses: HashMap<(String, String), u32> =
             self.store.list_addresses()?.into_iter().map(|a| ((a.project, a.name), a.address)).collect();
-        for b in self.store.list_boxes(None)? {
-            let url = self.box_url(&b.project, &b.name);
+        for (project, name, port) in self.store.box_ports()? {
+            let url = self.box_url(&project, &name);
             let host = normalise_host_header(url.strip_prefix("https://").unwrap_or(&url));
-            let route = match addresses.get(&(b.project.clone(), b.name.clone())) {
-                Some(a) if self.config.network.is_some() => Route::Up {
-                    addr: SocketAddr::new(IpAddr::V4(Ipv4Addr::from(*a)), b.port),
-                    project: b.project,
-                    name: b.name,
-                },
-                _ => Route::Down { project: b.project, name: b.name },
+            let route = match addresses.get(&(project.clone(), name.clone())) {
+                Some(a) if self.config.network.is_some() => {
+                    Route::Up { addr: SocketAddr::new(IpAddr::V4(Ipv4Addr::from(*a)), port), project, name }
+                }
+                _ => Route::Down { project, name },
             };
             map.insert(host, route);
         }

@@ -104,6 +104,14 @@ const STEPS: &[&str] = &[
         FOREIGN KEY (project, box) REFERENCES boxes (project, name) ON DELETE CASCADE
     );
     CREATE INDEX publishes_box ON publishes (project, box);",
+    // 5 (hardening): API tokens limited to one project. Only a SHA-256 of the token is kept, so a
+    // copy of the database grants nothing; `id` names a token for listing and revoking.
+    "CREATE TABLE tokens (
+        id TEXT PRIMARY KEY,
+        hash TEXT NOT NULL UNIQUE,
+        project TEXT NOT NULL,
+        created_at TEXT NOT NULL
+    );",
 ];
 
 pub(super) fn run(conn: &mut Connection) -> Result<()> {

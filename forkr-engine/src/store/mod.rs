@@ -19,10 +19,12 @@ use crate::{Error, Result};
 mod locks;
 mod migrations;
 mod network;
+mod tokens;
 
 pub use locks::LockRow;
 mod volumes;
 pub use network::{AddressRow, PublishRoute};
+pub use tokens::TokenRow;
 pub use volumes::{VolumeRow, VolumeSnapshotRow};
 
 /// A box row.

@@ -115,6 +115,17 @@ impl Store {
         Ok(rows)
     }
 
+    /// Every box's port, ordered by project and box (a light query for the proxy's routes: no
+    /// JSON columns to decode).
+    pub fn box_ports(&self) -> Result<Vec<(String, String, u16)>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached("SELECT project, name, port FROM boxes ORDER BY project, name")?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)? as u16)))?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(rows)
+    }
+
     /// Publishes `host` on a box. The same box again is a no-op; another box's host is a 409
     /// `host_taken` unless `force`, which moves it. Returns the previous owner when it moved.
     pub fn publish(
@@ -284,6 +295,7 @@ mod tests {
         assert_eq!(s.box_publishes("q", "web").unwrap(), ["web.example.com"]);
         s.publish("api.example.com", "p", "api", false, "t").unwrap();
         s.allocate_address("p", "api", 5, 9).unwrap();
+        assert_eq!(s.box_ports().unwrap()[0], ("p".into(), "api".into(), 8080));
         let routes = s.publish_routes().unwrap();
         assert_eq!(routes.len(), 2);
         assert_eq!(

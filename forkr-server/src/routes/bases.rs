@@ -85,7 +85,16 @@ pub async fn import(
     }
     f.flush().await.map_err(|e| Error::io("spooling upload", e))?;
     drop(f);
-    let v = s.engine.import_base(BaseImport { name, parent: q.parent, tarball: spool.clone(), tags: q.tag.into_iter().collect(), build_tag: q.build_tag }).await?;
+    let v = s
+        .engine
+        .import_base(BaseImport {
+            name,
+            parent: q.parent,
+            tarball: spool.clone(),
+            tags: q.tag.into_iter().collect(),
+            build_tag: q.build_tag,
+        })
+        .await?;
     Ok((StatusCode::CREATED, ApiJson(v)))
 }
 

@@ -253,9 +253,24 @@ async fn run_ws(
     let kill = Arc::new(p.kill);
     let finished = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let (kill_on_gone, finished_in) = (kill.clone(), finished.clone());
+    // Set when the client sent a message over WS_FRAME_LIMIT: the session ends with a `too_large`
+    // error frame (the WebSocket form of a 413) instead of an exit code.
+    let over_limit = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let over_limit_in = over_limit.clone();
     let input = tokio::spawn(async move {
         while let Some(msg) = rx.next().await {
-            let Ok(msg) = msg else { break };
+            let msg = match msg {
+                Ok(m) => m,
+                Err(e) => {
+                    // tungstenite's capacity error ("Space limit exceeded: Message too long: …");
+                    // axum does not expose its type.
+                    let text = e.to_string();
+                    if text.contains("Message too long") || text.contains("Space limit exceeded") {
+                        over_limit_in.store(true, std::sync::atomic::Ordering::SeqCst);
+                    }
+                    break;
+                }
+            };
             match msg {
                 Message::Binary(b) if !b.is_empty() => match b[0] {
                     ws::STDIN => {
@@ -310,12 +325,21 @@ async fn run_ws(
         }
     };
     finished.store(true, std::sync::atomic::Ordering::SeqCst);
-    match code {
-        Ok(c) => {
-            let _ = tx.send(frame(ws::EXIT, c.to_string().as_bytes())).await;
-        }
-        Err(e) => {
-            let _ = tx.send(error_frame(&e)).await;
+    if over_limit.load(std::sync::atomic::Ordering::SeqCst) {
+        let e = Error::new(
+            ErrorKind::TooLarge,
+            "too_large",
+            format!("a WebSocket message was over the limit of {WS_FRAME_LIMIT} bytes; the process was stopped (send input in smaller pieces)"),
+        );
+        let _ = tx.send(error_frame(&e)).await;
+    } else {
+        match code {
+            Ok(c) => {
+                let _ = tx.send(frame(ws::EXIT, c.to_string().as_bytes())).await;
+            }
+            Err(e) => {
+                let _ = tx.send(error_frame(&e)).await;
+            }
         }
     }
     let _ = tx.close().await;

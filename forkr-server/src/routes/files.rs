@@ -2,7 +2,6 @@
 
 use std::sync::Arc;
 
-use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::HeaderValue;
 use axum::response::{IntoResponse, Response};
@@ -11,7 +10,7 @@ use forkr_engine::name::{NameKind, validate};
 use serde::Deserialize;
 
 use crate::AppState;
-use crate::error::{ApiError, ApiJson, ApiPath, ApiQuery, ApiResult};
+use crate::error::{ApiBytes, ApiError, ApiJson, ApiPath, ApiQuery, ApiResult};
 
 /// Largest file `cp` moves in one request.
 pub const FILE_LIMIT: usize = 512 << 20;
@@ -70,7 +69,7 @@ pub async fn put(
     State(s): State<Arc<AppState>>,
     ApiPath((project, name)): ApiPath<(String, String)>,
     ApiQuery(q): ApiQuery<FileQuery>,
-    body: Bytes,
+    ApiBytes(body): ApiBytes,
 ) -> ApiResult<ApiJson<FileWritten>> {
     check(&project, &name, &q.path)?;
     let mode = match q.mode.as_deref() {
@@ -87,7 +86,8 @@ pub async fn put(
             })?,
     };
     let size = body.len() as u64;
-    s.engine.write_box_file(&project, &name, &q.path, body.to_vec(), mode, q.mkdirs).await?;
+    // Into a Vec without a copy: the body is not shared.
+    s.engine.write_box_file(&project, &name, &q.path, Vec::from(body), mode, q.mkdirs).await?;
     Ok(ApiJson(FileWritten { path: q.path, size, mode }))
 }
 
