@@ -12,4 +12,6 @@ export CARGO_TERM_COLOR=never
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo build --workspace --bins --locked
+# The crash tests' server: the same program with fault injection compiled in (never shipped).
+cargo build -p forkr-server --features fault-injection --bin forkr-server-faults --locked
 cargo test --workspace --locked -- --test-threads="${FORKR_TEST_THREADS:-4}"

@@ -14,6 +14,8 @@ pub mod spec;
 #[cfg(feature = "host")]
 pub mod engine;
 #[cfg(feature = "host")]
+pub mod fault;
+#[cfg(feature = "host")]
 pub mod runtime;
 #[cfg(feature = "host")]
 pub mod storage;

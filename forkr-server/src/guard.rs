@@ -106,7 +106,10 @@ mod tests {
         assert_eq!(kind_of("/v1/bases/{name}/import", "name"), Some(NameKind::Base));
         assert_eq!(kind_of("/v1/projects/{project}/boxes/{name}", "name"), Some(NameKind::Box));
         assert_eq!(kind_of("/v1/projects/{project}/boxes/{name}", "project"), Some(NameKind::Project));
-        assert_eq!(kind_of("/v1/projects/{project}/volumes/{volume}/backups/{backup}", "backup"), Some(NameKind::Snapshot));
+        assert_eq!(
+            kind_of("/v1/projects/{project}/volumes/{volume}/backups/{backup}", "backup"),
+            Some(NameKind::Snapshot)
+        );
         assert_eq!(kind_of("/v1/projects/{project}/lock/{id}", "id"), None);
     }
 }

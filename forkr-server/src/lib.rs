@@ -48,7 +48,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route(&format!("{box_path}/logs"), get(exec::logs))
         .route(
             &format!("{box_path}/files"),
-            get(files::get).put(files::put).delete(files::delete).layer(DefaultBodyLimit::max(files::FILE_LIMIT)),
+            get(files::get)
+                .put(files::put)
+                .delete(files::delete)
+                .layer(DefaultBodyLimit::max(files::FILE_LIMIT)),
         )
         .route(&format!("{box_path}/snapshots"), get(snapshots::list).post(snapshots::create))
         .route(&format!("{box_path}/snapshots/{{snapshot}}"), axum::routing::delete(snapshots::delete))

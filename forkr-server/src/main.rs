@@ -162,7 +162,8 @@ fn parse_listen(s: &str) -> Result<Listen, String> {
         .map_err(|_| format!("invalid address {s:?}: use IP:PORT (e.g. 127.0.0.1:8443) or off"))
 }
 
-fn main() -> anyhow::Result<()> {
+/// Public so that `src/bin/forkr-server-faults.rs` (the crash tests' build) runs this same program.
+pub fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("FORKR_LOG").unwrap_or_else(|_| "info".into()),
@@ -186,11 +187,13 @@ fn main() -> anyhow::Result<()> {
                 forkr_server::sealed::reexec_from_sealed_copy(&[("FORKR_SHIM", shim.as_os_str())])?;
             }
             tokio::runtime::Builder::new_multi_thread()
-            // Some runtime calls (cgroup teardown, waiting for a killed box) block briefly on a
-            // worker; with one worker per core, a burst of deletes on 2 cores stalled every other
-            // request. Extra workers keep the API responsive.
-            .worker_threads(std::thread::available_parallelism().map_or(4, |n| n.get() * 2).max(4))
-            .enable_all().build()?.block_on(serve(cli))
+                // Some runtime calls (cgroup teardown, waiting for a killed box) block briefly on a
+                // worker; with one worker per core, a burst of deletes on 2 cores stalled every other
+                // request. Extra workers keep the API responsive.
+                .worker_threads(std::thread::available_parallelism().map_or(4, |n| n.get() * 2).max(4))
+                .enable_all()
+                .build()?
+                .block_on(serve(cli))
         }
     }
 }

@@ -59,7 +59,8 @@ pub fn reexec_from_sealed_copy(extra_env: &[(&str, &std::ffi::OsStr)]) -> anyhow
     }
     let copy = sealed_copy(Path::new("/proc/self/exe"), c"forkr-server")
         .map_err(|e| anyhow::anyhow!("making a sealed copy of the server executable: {e}"))?;
-    let cstring = |b: &[u8]| CString::new(b).map_err(|_| anyhow::anyhow!("argument or variable with a NUL byte"));
+    let cstring =
+        |b: &[u8]| CString::new(b).map_err(|_| anyhow::anyhow!("argument or variable with a NUL byte"));
     let args = std::env::args_os().map(|a| cstring(a.as_bytes())).collect::<anyhow::Result<Vec<_>>>()?;
     let mut env = Vec::new();
     for (k, v) in std::env::vars_os() {
@@ -92,7 +93,8 @@ mod tests {
         assert!(is_sealed(&fd));
         assert_eq!(std::fs::read(format!("/proc/self/fd/{}", fd.as_raw_fd())).unwrap(), b"\x7fELF pretend");
         // Neither a new writable open (what a box would do through /proc/<pid>/exe) nor a resize.
-        let reopened = std::fs::OpenOptions::new().write(true).open(format!("/proc/self/fd/{}", fd.as_raw_fd()));
+        let reopened =
+            std::fs::OpenOptions::new().write(true).open(format!("/proc/self/fd/{}", fd.as_raw_fd()));
         match reopened {
             Err(e) => assert_eq!(e.raw_os_error(), Some(libc::EPERM), "{e}"),
             Ok(mut f) => assert!(f.write_all(b"x").is_err(), "wrote into a sealed copy"),

@@ -40,7 +40,11 @@ pub async fn open_engine(config: Config, image_size: u64, shim: PathBuf) -> anyh
 }
 
 /// Provisions storage, opens the store, builds the chosen runtime and reconciles.
-pub async fn open_engine_with(config: Config, image_size: u64, choice: RuntimeChoice) -> anyhow::Result<Arc<Engine>> {
+pub async fn open_engine_with(
+    config: Config,
+    image_size: u64,
+    choice: RuntimeChoice,
+) -> anyhow::Result<Arc<Engine>> {
     let layout = Layout::new(&config.data_dir);
     std::fs::create_dir_all(layout.data_dir())
         .with_context(|| format!("creating data dir {}", layout.data_dir().display()))?;

@@ -14,7 +14,13 @@ use support::{Resp, Tally, assert_error_shape, req, req_with, send};
 
 /// `forkr-server token <args> --data-dir <data>` → stdout.
 fn token_cmd(s: &Server, args: &[&str]) -> String {
-    let out = Command::new(bin("forkr-server")).args(["token"]).args(args).arg("--data-dir").arg(s.data.path()).output().unwrap();
+    let out = Command::new(bin("forkr-server"))
+        .args(["token"])
+        .args(args)
+        .arg("--data-dir")
+        .arg(s.data.path())
+        .output()
+        .unwrap();
     assert!(out.status.success(), "token {args:?}: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8(out.stdout).unwrap()
 }
@@ -40,9 +46,14 @@ fn project_tokens_reach_only_their_project() {
     assert!(listed.contains(" alpha ") && !listed.contains(&token), "{listed}");
 
     // Its own project: the whole box API works, through the real CLI too.
-    let r = send(req_with(&s, Method::POST, "/v1/projects/alpha/boxes", &token).json(&json!({"name": "mine"})));
+    let r =
+        send(req_with(&s, Method::POST, "/v1/projects/alpha/boxes", &token).json(&json!({"name": "mine"})));
     assert_eq!(r.status, 201, "{}", r.text());
-    let out = s.cmd(&["exec", "-p", "alpha", "mine", "--", "echo", "hi"]).env("FORKR_TOKEN", &token).output().unwrap();
+    let out = s
+        .cmd(&["exec", "-p", "alpha", "mine", "--", "echo", "hi"])
+        .env("FORKR_TOKEN", &token)
+        .output()
+        .unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout), "hi\n", "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(with(&s, &token, Method::GET, "/v1/projects/alpha/state").status, 200);
     // Global reads are allowed (boxes are made from bases).
@@ -100,7 +111,10 @@ fn project_tokens_reach_only_their_project() {
     for r in [
         send(req_with(&s, Method::POST, "/v1/bases/mine/import", &token).body(tarball)),
         send(req_with(&s, Method::POST, "/v1/bases/mine/build", &token).json(&json!({"script": "true"}))),
-        send(req_with(&s, Method::POST, "/v1/bases/mine/save", &token).json(&json!({"project": "alpha", "box": "mine"}))),
+        send(
+            req_with(&s, Method::POST, "/v1/bases/mine/save", &token)
+                .json(&json!({"project": "alpha", "box": "mine"})),
+        ),
         with(&s, &token, Method::DELETE, "/v1/bases/box-base?force=true"),
     ] {
         let msg = r.error(403, "forbidden");
@@ -109,7 +123,11 @@ fn project_tokens_reach_only_their_project() {
     }
     let out = s.cmd(&["base", "delete", "box-base", "--force"]).env("FORKR_TOKEN", &token).output().unwrap();
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("limited to project"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("limited to project"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(s.ok(&["base", "list"]).contains("box-base"));
 
     // The admin token keeps full access; wrong and revoked tokens get 401.
@@ -122,7 +140,10 @@ fn project_tokens_reach_only_their_project() {
 }
 
 /// A WebSocket to the exec endpoint of box `name` with the admin token.
-fn ws_exec(s: &Server, name: &str) -> tungstenite::WebSocket<tungstenite::stream::MaybeTlsStream<std::net::TcpStream>> {
+fn ws_exec(
+    s: &Server,
+    name: &str,
+) -> tungstenite::WebSocket<tungstenite::stream::MaybeTlsStream<std::net::TcpStream>> {
     let request = tungstenite::http::Request::builder()
         .uri(format!("ws://{}/v1/projects/default/boxes/{name}/exec/ws", s.addr))
         .header("Host", &s.addr)
@@ -144,25 +165,36 @@ fn limits_answer_413_in_the_documented_shape() {
 
     // JSON bodies over 1 MiB.
     let big = "x".repeat(2 << 20);
-    let r = send(req(&s, Method::POST, "/v1/projects/default/boxes").json(&json!({"name": "b", "tags": [big]})));
+    let r =
+        send(req(&s, Method::POST, "/v1/projects/default/boxes").json(&json!({"name": "b", "tags": [big]})));
     r.error(413, "too_large");
 
     // File uploads over the 512 MiB limit, streamed (no client buffer) with a declared length.
     let n = (512u64 << 20) + 1;
     let body = reqwest::blocking::Body::sized(std::io::repeat(b'a').take(n), n);
-    let r = send(req(&s, Method::PUT, "/v1/projects/default/boxes/lim/files").query(&[("path", "/big")]).body(body));
+    let r = send(
+        req(&s, Method::PUT, "/v1/projects/default/boxes/lim/files").query(&[("path", "/big")]).body(body),
+    );
     r.error(413, "too_large");
     // … and without a declared length (chunked), cut off by the server.
     let body = reqwest::blocking::Body::new(std::io::repeat(b'a').take(n));
-    let r = send(req(&s, Method::PUT, "/v1/projects/default/boxes/lim/files").query(&[("path", "/big")]).body(body));
+    let r = send(
+        req(&s, Method::PUT, "/v1/projects/default/boxes/lim/files").query(&[("path", "/big")]).body(body),
+    );
     r.error(413, "too_large");
-    assert_eq!(send(req(&s, Method::GET, "/v1/projects/default/boxes/lim/files").query(&[("path", "/big")])).status, 404);
+    assert_eq!(
+        send(req(&s, Method::GET, "/v1/projects/default/boxes/lim/files").query(&[("path", "/big")])).status,
+        404
+    );
 
     // Buffered exec output over 16 MiB: a clear 413, quickly, also when stderr stays open (the
     // command never ends by itself).
     for script in ["yes", "yes 1>&2", "head -c 20000000 /dev/zero; sleep 600"] {
         let t = Instant::now();
-        let r = send(req(&s, Method::POST, "/v1/projects/default/boxes/lim/exec").json(&json!({"cmd": ["sh", "-c", script]})));
+        let r = send(
+            req(&s, Method::POST, "/v1/projects/default/boxes/lim/exec")
+                .json(&json!({"cmd": ["sh", "-c", script]})),
+        );
         r.error(413, "output_too_large");
         assert!(t.elapsed() < Duration::from_secs(30), "{script}: took {:?}", t.elapsed());
     }
@@ -173,8 +205,10 @@ fn limits_answer_413_in_the_documented_shape() {
     // A WebSocket message over 1 MiB: an error frame `too_large`, then the socket closes, and the
     // process it was feeding is gone.
     let mut ws = ws_exec(&s, "lim");
-    ws.send(tungstenite::Message::Text(json!({"cmd": ["sh", "-c", "echo $$ > /ws.pid; cat > /dev/null"]}).to_string().into()))
-        .unwrap();
+    ws.send(tungstenite::Message::Text(
+        json!({"cmd": ["sh", "-c", "echo $$ > /ws.pid; cat > /dev/null"]}).to_string().into(),
+    ))
+    .unwrap();
     std::thread::sleep(Duration::from_millis(300));
     let mut frame = vec![0u8];
     frame.resize((1 << 20) + 10, b'z');
@@ -208,27 +242,70 @@ fn every_error_has_the_documented_shape() {
         (send(req(&s, Method::DELETE, "/v1/projects/default/boxes/shape/exec")), 405, "method_not_allowed"),
         (send(support::client().post(format!("{}/healthz", s.url))), 405, "method_not_allowed"),
         (send(support::client().get(format!("{}/v1/bases", s.url))), 401, "unauthorized"),
-        (send(support::client().get(format!("{}/v1/bases", s.url)).header("Authorization", "Basic eDp5")), 401, "unauthorized"),
+        (
+            send(support::client().get(format!("{}/v1/bases", s.url)).header("Authorization", "Basic eDp5")),
+            401,
+            "unauthorized",
+        ),
         (send(req_with(&s, Method::GET, "/v1/bases", "wrong")), 401, "unauthorized"),
         (send(req(&s, Method::POST, "/v1/projects/default/boxes").body("{not json")), 400, "invalid_json"),
         (
-            send(req(&s, Method::POST, "/v1/projects/default/boxes").header("content-type", "application/json").body("{not json")),
+            send(
+                req(&s, Method::POST, "/v1/projects/default/boxes")
+                    .header("content-type", "application/json")
+                    .body("{not json"),
+            ),
             400,
             "invalid_json",
         ),
-        (send(req(&s, Method::POST, "/v1/projects/default/boxes").json(&json!({"name": 7}))), 400, "invalid_json"),
+        (
+            send(req(&s, Method::POST, "/v1/projects/default/boxes").json(&json!({"name": 7}))),
+            400,
+            "invalid_json",
+        ),
         (send(req(&s, Method::POST, "/v1/projects/default/boxes").json(&json!([]))), 400, "invalid_json"),
-        (send(req(&s, Method::POST, "/v1/projects/default/boxes").json(&json!({"name": "ok", "port": 70000}))), 400, "invalid_json"),
-        (send(req(&s, Method::POST, "/v1/projects/default/boxes").json(&json!({"name": "shape"}))), 409, "conflict"),
+        (
+            send(
+                req(&s, Method::POST, "/v1/projects/default/boxes")
+                    .json(&json!({"name": "ok", "port": 70000})),
+            ),
+            400,
+            "invalid_json",
+        ),
+        (
+            send(req(&s, Method::POST, "/v1/projects/default/boxes").json(&json!({"name": "shape"}))),
+            409,
+            "conflict",
+        ),
         (send(req(&s, Method::GET, "/v1/projects/default/boxes/shape/files")), 400, "invalid_query"),
-        (send(req(&s, Method::GET, "/v1/projects/default/boxes/shape/files?path=relative")), 400, "invalid_path"),
-        (send(req(&s, Method::PUT, "/v1/projects/default/boxes/shape/files?path=/x&mode=99999").body("x")), 400, "invalid_mode"),
-        (send(req(&s, Method::GET, "/v1/projects/default/boxes/shape/logs?pid=notanumber")), 400, "invalid_query"),
+        (
+            send(req(&s, Method::GET, "/v1/projects/default/boxes/shape/files?path=relative")),
+            400,
+            "invalid_path",
+        ),
+        (
+            send(req(&s, Method::PUT, "/v1/projects/default/boxes/shape/files?path=/x&mode=99999").body("x")),
+            400,
+            "invalid_mode",
+        ),
+        (
+            send(req(&s, Method::GET, "/v1/projects/default/boxes/shape/logs?pid=notanumber")),
+            400,
+            "invalid_query",
+        ),
         (send(req(&s, Method::GET, "/v1/projects/default/boxes/%FF")), 400, "invalid_path"),
-        (send(req(&s, Method::GET, "/v1/projects/default/boxes/shape/ports/99999/wait")), 400, "invalid_path"),
+        (
+            send(req(&s, Method::GET, "/v1/projects/default/boxes/shape/ports/99999/wait")),
+            400,
+            "invalid_path",
+        ),
         (send(req(&s, Method::GET, "/v1/projects/default/boxes/ghost")), 404, "not_found"),
         (send(req(&s, Method::DELETE, "/v1/projects/default/boxes/shape")), 409, "fork_running"),
-        (send(req(&s, Method::POST, "/v1/projects/default/boxes/shape/snapshots/nope/restore")), 404, "not_found"),
+        (
+            send(req(&s, Method::POST, "/v1/projects/default/boxes/shape/snapshots/nope/restore")),
+            404,
+            "not_found",
+        ),
     ];
     for (r, status, code) in cases {
         r.error(status, code);
@@ -260,7 +337,8 @@ fn names_are_validated_at_the_edge_of_every_route() {
     let mut tally = Tally::default();
     let long = |n: usize| "a".repeat(n);
     // Bad values per name kind. Dot segments are left out: HTTP clients normalise them away.
-    let dns = ["UPPER", "under_score", "-dash", "dash-", "a.b", "x%2Fy", "a%00b", "%C3%A9", &long(64)].map(String::from);
+    let dns = ["UPPER", "under_score", "-dash", "dash-", "a.b", "x%2Fy", "a%00b", "%C3%A9", &long(64)]
+        .map(String::from);
     let base = ["-dash", ".hidden", "x%2Fy", "a:b", "a%20b", &long(129)].map(String::from);
     let snapshot = ["x%2Fy", "a:b", "a%20b", "a%00b", &long(129)].map(String::from);
     let good = |param: &str| match param {

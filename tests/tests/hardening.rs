@@ -346,7 +346,8 @@ fn raw_tarball(path: &Path, entries: &[Entry]) {
             continue;
         }
         let mut h = tar::Header::new_ustar();
-        let (name, data, kind, link, mode, dev): (&str, &[u8], tar::EntryType, Option<&str>, u32, _) = match e {
+        let (name, data, kind, link, mode, dev): (&str, &[u8], tar::EntryType, Option<&str>, u32, _) = match e
+        {
             Entry::Dir(n) => (n, b"", tar::EntryType::Directory, None, 0o755, None),
             Entry::File(n, d) => (n, d, tar::EntryType::Regular, None, 0o644, None),
             Entry::Mode(n, d, m) => (n, d, tar::EntryType::Regular, None, *m, None),
@@ -380,7 +381,11 @@ fn raw_tarball(path: &Path, entries: &[Entry]) {
 /// The tiny base's entries: a root filesystem with `/bin/sh` so the import's architecture check
 /// passes and only the hostile part can fail it.
 fn with_busybox<'a>(busybox: &'a [u8], extra: Vec<Entry<'a>>) -> Vec<Entry<'a>> {
-    let mut v = vec![Entry::Dir("bin/"), Entry::Mode("bin/busybox", busybox, 0o755), Entry::Symlink("bin/sh", "busybox")];
+    let mut v = vec![
+        Entry::Dir("bin/"),
+        Entry::Mode("bin/busybox", busybox, 0o755),
+        Entry::Symlink("bin/sh", "busybox"),
+    ];
     v.extend(extra);
     v
 }
@@ -439,7 +444,10 @@ fn hostile_base_tarballs() {
                 args.extend(["--parent", p]);
             }
             let err = s.fails(&args);
-            assert!(err.starts_with("Error: ") && err.contains("outside the root filesystem"), "{what}: {err}");
+            assert!(
+                err.starts_with("Error: ") && err.contains("outside the root filesystem"),
+                "{what}: {err}"
+            );
             assert!(!base_names(&s).contains(&"hostile".to_owned()), "{what}: registered");
             m.assert_untouched(&[s.work.path(), s.data.path()]);
             tally.one();
@@ -449,7 +457,11 @@ fn hostile_base_tarballs() {
     // Each is accepted, with the hostile part neutralised.
     let accepted: Vec<(&str, Vec<Entry>, &str)> = vec![
         // A link that points out is only a link: it resolves inside the box at run time.
-        ("symlink out as a plain link", vec![Entry::Symlink("esc", &victim_link)], "[ -L /esc ] && ! cat /esc"),
+        (
+            "symlink out as a plain link",
+            vec![Entry::Symlink("esc", &victim_link)],
+            "[ -L /esc ] && ! cat /esc",
+        ),
         (
             "file replacing an earlier symlink",
             vec![Entry::Symlink("f", &victim_link), Entry::File("f", b"replaced\n")],
@@ -460,7 +472,11 @@ fn hostile_base_tarballs() {
             vec![Entry::File("g", b"first\n"), Entry::Symlink("g", &victim_link)],
             "[ -L /g ]",
         ),
-        ("device nodes are skipped", vec![Entry::Dir("dev/"), Entry::Char("dev/mem", 1, 1), Entry::Block("dev/vda", 254, 0)], "[ ! -e /dev/vda ]"),
+        (
+            "device nodes are skipped",
+            vec![Entry::Dir("dev/"), Entry::Char("dev/mem", 1, 1), Entry::Block("dev/vda", 254, 0)],
+            "[ ! -e /dev/vda ]",
+        ),
         // The extractor makes no FIFOs (the tar crate writes them as empty regular files).
         ("fifo", vec![Entry::Fifo("fifo")], "[ ! -p /fifo ]"),
         ("setuid is kept inside the box", vec![Entry::Mode("suid", b"#!/bin/sh\n", 0o4755)], "[ -u /suid ]"),
@@ -474,7 +490,11 @@ fn hostile_base_tarballs() {
         let b = format!("chk-{i}");
         s.ok(&["create", &b, "--base", &name]);
         let out = s.run(&["exec", &b, "--", "sh", "-c", check]);
-        assert!(out.status.success(), "{what}: check {check:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{what}: check {check:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         s.ok(&["delete", "--force", &b]);
         m.assert_untouched(&[s.work.path(), s.data.path()]);
         tally.one();
@@ -519,7 +539,8 @@ impl OpenWatch {
         for p in paths {
             let c = std::ffi::CString::new(p.as_os_str().as_bytes()).unwrap();
             // IN_DONT_FOLLOW: watch the node itself. SAFETY: valid fd and C string.
-            let wd = unsafe { libc::inotify_add_watch(raw, c.as_ptr(), libc::IN_OPEN | libc::IN_DONT_FOLLOW) };
+            let wd =
+                unsafe { libc::inotify_add_watch(raw, c.as_ptr(), libc::IN_OPEN | libc::IN_DONT_FOLLOW) };
             assert!(wd >= 0, "inotify_add_watch {}: {}", p.display(), std::io::Error::last_os_error());
             names.push((wd, p.display().to_string()));
         }

@@ -94,7 +94,18 @@ fn host_processes_mounts_data_dir_and_token_are_out_of_reach() {
 
     // The server's API is not on the box's loopback.
     let port = s.addr.rsplit(':').next().unwrap();
-    let out = s.run(&["exec", BOX, "--", "wget", "-q", "-T", "2", "-O", "-", &format!("http://127.0.0.1:{port}/healthz")]);
+    let out = s.run(&[
+        "exec",
+        BOX,
+        "--",
+        "wget",
+        "-q",
+        "-T",
+        "2",
+        "-O",
+        "-",
+        &format!("http://127.0.0.1:{port}/healthz"),
+    ]);
     assert!(!out.status.success(), "the API is reachable on the box's loopback");
     tally.one();
 
@@ -162,9 +173,16 @@ fn proc_exe_never_exposes_a_host_binary() {
         tally.one();
     }
     // Each box-side attempt to re-exec the host binary through a magic link.
-    sh(&s, BOX, "ln -sf /proc/self/exe /work-self-exe 2>/dev/null; mkdir -p /work; ln -sf /proc/self/exe /work/self-exe");
-    for cmd in [vec!["/proc/self/exe", "--version"], vec!["/work/self-exe", "--version"], vec!["/proc/1/exe", "--version"]]
-    {
+    sh(
+        &s,
+        BOX,
+        "ln -sf /proc/self/exe /work-self-exe 2>/dev/null; mkdir -p /work; ln -sf /proc/self/exe /work/self-exe",
+    );
+    for cmd in [
+        vec!["/proc/self/exe", "--version"],
+        vec!["/work/self-exe", "--version"],
+        vec!["/proc/1/exe", "--version"],
+    ] {
         let r = exec_api(&s, BOX, json!({ "cmd": cmd }));
         let out = r.json();
         let text = format!("{}{}", out["stdout"], out["stderr"]);
@@ -174,7 +192,11 @@ fn proc_exe_never_exposes_a_host_binary() {
     sh(&s, BOX, "touch /stop");
     std::thread::sleep(std::time::Duration::from_millis(300));
     let seen = s.run(&["exec", BOX, "--", "cat", "/seen"]);
-    assert_eq!(String::from_utf8_lossy(&seen.stdout), "", "host binaries were visible through /proc/<pid>/exe");
+    assert_eq!(
+        String::from_utf8_lossy(&seen.stdout),
+        "",
+        "host binaries were visible through /proc/<pid>/exe"
+    );
     let scanned = sh(&s, BOX, "wc -l < /scanned");
     assert!(scanned.trim().parse::<u32>().unwrap_or(0) > 0, "the scanner never ran");
     tally.report("/proc/<pid>/exe probes", 40);
@@ -236,7 +258,10 @@ fn a_shell_linked_to_proc_self_exe_reaches_only_a_sealed_copy() {
     for line in seen.lines().filter(|l| l.contains(" -> ")) {
         let target = line.split(" -> ").nth(1).unwrap_or_default();
         // The sealed copy, or the busybox copy put back as /bin/sh at the end.
-        assert!(target.starts_with("/memfd:") || target == "/bin/sh", "a box process ran a host file: {line}");
+        assert!(
+            target.starts_with("/memfd:") || target == "/bin/sh",
+            "a box process ran a host file: {line}"
+        );
     }
 }
 
@@ -254,9 +279,19 @@ fn builtin_init_pid1_is_not_readable() {
     assert!(st.success());
     s.import_base("no-tini", &tarball);
     s.ok(&["create", BOX, "--base", "no-tini"]);
-    for probe in ["readlink /proc/1/exe", "head -c 4 /proc/1/exe", "cat /proc/1/environ", "readlink /proc/1/fd/0", "cat /proc/1/maps"] {
+    for probe in [
+        "readlink /proc/1/exe",
+        "head -c 4 /proc/1/exe",
+        "cat /proc/1/environ",
+        "readlink /proc/1/fd/0",
+        "cat /proc/1/maps",
+    ] {
         let out = s.run(&["exec", BOX, "--", "sh", "-c", probe]);
-        assert!(!out.status.success(), "{probe} worked on the built-in init: {}", String::from_utf8_lossy(&out.stdout));
+        assert!(
+            !out.status.success(),
+            "{probe} worked on the built-in init: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
     }
 }
 
@@ -342,7 +377,10 @@ fn fresh_execs_hold_only_0_1_2_and_no_host_directory() {
     // CVE-2024-21626: a working directory through /proc magic links would land on whatever
     // directory the server held open at fork time. Every such path is refused.
     let mut wds: Vec<String> = (0..64).map(|n| format!("/proc/self/fd/{n}")).collect();
-    wds.extend(["/proc/self/cwd", "/proc/self/root", "/proc/1/cwd", "/proc/1/root", "/proc/thread-self/cwd"].map(String::from));
+    wds.extend(
+        ["/proc/self/cwd", "/proc/self/root", "/proc/1/cwd", "/proc/1/root", "/proc/thread-self/cwd"]
+            .map(String::from),
+    );
     for wd in wds {
         let r = exec_api(&s, BOX, json!({"cmd": ["sh", "-c", "pwd; ls -a; stat -c %d:%i /"], "wd": wd}));
         if r.status == 200 {

@@ -300,3 +300,33 @@ fn nat_and_teardown_leave_nothing_behind() {
     }
     assert!(!links().contains(": fk"), "{}", links());
 }
+
+#[test]
+fn parallel_starts_leave_every_hosts_file_complete() {
+    let s = Server::start();
+    let names: Vec<String> = (0..10).map(|i| format!("p{i}")).collect();
+    std::thread::scope(|scope| {
+        for n in &names {
+            let s = &s;
+            scope.spawn(move || s.ok(&["create", n]));
+        }
+    });
+    for n in &names {
+        let hosts = s.ok(&["exec", n, "--", "cat", "/etc/hosts"]);
+        for other in &names {
+            assert!(
+                hosts.contains(&format!("\t{other} {other}.default {other}.default.forks\n")),
+                "{n} lacks {other}:\n{hosts}"
+            );
+        }
+    }
+    // Every box got its own address.
+    let mut addresses: Vec<String> = names
+        .iter()
+        .map(|n| s.ok(&["exec", n, "--", "ip", "-o", "-4", "addr", "show", "eth0"]))
+        .map(|l| l.split_whitespace().skip_while(|w| *w != "inet").nth(1).unwrap_or_default().to_owned())
+        .collect();
+    addresses.sort();
+    addresses.dedup();
+    assert_eq!(addresses.len(), names.len(), "{addresses:?}");
+}

@@ -215,10 +215,13 @@ impl Engine {
         let dst = self.layout.base(&row.version);
         std::fs::rename(scratch, &dst)
             .map_err(|e| Error::io(format!("moving new base into {}", dst.display()), e))?;
+        crate::fault::point("base.after_move");
         let registered = self.storage.set_read_only(&dst, true).and_then(|_| {
+            crate::fault::point("base.after_read_only");
             row.created_at = now();
             self.store.insert_base(&row)
         });
+        crate::fault::point("base.after_row");
         if let Err(e) = registered {
             let _ = self.storage.delete_subvolume(&dst);
             return Err(e);
@@ -268,7 +271,9 @@ impl Engine {
                 Some(p) => this.storage.snapshot(&this.layout.base(&p.version), &scratch, false)?,
                 None => this.storage.create_subvolume(&scratch)?,
             }
-            let built = extract_tarball(&req.tarball, &scratch).and_then(|_| detect_arch(&scratch)).and_then(|arch| {
+            let built = extract_tarball(&req.tarball, &scratch)
+                .inspect(|_| crate::fault::point("import.after_extract"))
+                .and_then(|_| detect_arch(&scratch)).and_then(|arch| {
                 if arch != HOST_ARCH {
                     return Err(Error::bad_request(
                         "arch_mismatch",
@@ -463,6 +468,7 @@ impl Engine {
             ..Default::default()
         };
         self.create_box(BUILD_PROJECT, create).await?;
+        crate::fault::point("build.after_box");
         let result = self.run_build(name, &box_name, &req, tag).await;
         let _ = self.delete_box(BUILD_PROJECT, &box_name, true).await;
         result
@@ -484,6 +490,7 @@ impl Engine {
         let shell = if super::fs::exists(&root, "/bin/bash") { "bash" } else { "sh" };
         let req = crate::api::ExecRequest { cmd: vec![shell.into(), SCRIPT.into()], ..Default::default() };
         let out = self.exec_buffered(BUILD_PROJECT, box_name, &req, 16 << 20).await?;
+        crate::fault::point("build.after_script");
         let log = format!("{}{}", out.stdout, out.stderr);
         if out.exit_code != 0 {
             let tail: String = log

@@ -56,9 +56,11 @@ impl Engine {
         let volume_locks = self.lock_volumes(project, names.collect::<Vec<_>>()).await;
         self.require_volumes(project, &requested)?;
 
-        // Claim the name first: a concurrent create of the same name fails here with a 409.
-        row.desired = BoxStatus::Stopped;
+        // Claim the name first: a concurrent create of the same name fails here with a 409. The
+        // row says "running" from the start: if the server dies before the root exists, the next
+        // start's reconcile removes the row (no root); once the root exists, it starts the box.
         self.store.insert_box(&row)?;
+        crate::fault::point("create.after_row");
         if let Err(e) = self.make_volume_copies(project, &copies).await {
             let _ = self.store.delete_box(project, &req.name);
             return Err(e);
@@ -82,7 +84,10 @@ impl Engine {
             .await
         };
         let started = match made {
-            Ok(()) => self.start_box(&mut row).await,
+            Ok(()) => {
+                crate::fault::point("create.after_root");
+                self.start_box(&mut row).await.inspect(|_| crate::fault::point("create.after_start"))
+            }
             Err(e) => Err(e),
         };
         if let Err(e) = started.and_then(|_| self.store.update_box(&row)) {

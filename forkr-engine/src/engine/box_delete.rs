@@ -22,7 +22,9 @@ impl Engine {
         // Forced delete does not wait for a graceful exit (like `docker rm -f`).
         self.stop_running(&mut row, Duration::ZERO).await?;
         self.runtime.cleanup(&key(project, name)).await?;
+        crate::fault::point("delete.after_stop");
         let removed = self.remove_box_files(project, name).await;
+        crate::fault::point("delete.after_files");
         // The row goes last: if file removal failed, the row (now stopped) is deleted anyway and the
         // leftovers are retried in the background and by the next reconcile, which removes roots
         // that have no row.

@@ -182,7 +182,10 @@ impl Engine {
         // try_join: the moment one stream is over the limit, stop reading both and kill the
         // process. Waiting for the other stream's end instead would hang for good when the process
         // keeps that one open while it blocks writing to the full one (`yes` with stderr open).
-        let (out, err) = match tokio::try_join!(collect(p.stdout.take(), limit), collect(p.stderr.take(), limit)) {
+        let (out, err) = match tokio::try_join!(
+            collect(p.stdout.take(), limit),
+            collect(p.stderr.take(), limit)
+        ) {
             Ok(both) => both,
             Err(stop) => {
                 (p.kill)();

@@ -139,8 +139,7 @@ pub fn read_file(root: &Path, path: &str, limit: u64) -> Result<(Vec<u8>, u32)> 
     // and opening a device node a box planted (mknod is allowed for character devices) would run
     // that driver's open on the host, outside the box's device cgroup. Only a regular file is then
     // opened for reading, through the descriptor, so there is no second resolution of `path`.
-    let found =
-        openat2_in(dir.as_raw_fd(), path, libc::O_PATH, 0).map_err(|e| map_open_err(path, e))?;
+    let found = openat2_in(dir.as_raw_fd(), path, libc::O_PATH, 0).map_err(|e| map_open_err(path, e))?;
     let st = fstat(&found).map_err(|e| Error::io(format!("stat {path}"), e))?;
     match st.st_mode & libc::S_IFMT {
         libc::S_IFREG => {}

@@ -92,7 +92,9 @@ impl Engine {
         // A safety net against the wrong filesystem (not mounted, another data dir): if not one
         // registered base is on disk, nothing is judged missing and nothing is deleted.
         let bases = self.store.list_bases()?;
-        if !bases.is_empty() && !bases.iter().any(|b| self.storage.is_subvolume(&self.layout.base(&b.version))) {
+        if !bases.is_empty()
+            && !bases.iter().any(|b| self.storage.is_subvolume(&self.layout.base(&b.version)))
+        {
             tracing::error!(
                 fs = %self.layout.fs_root().display(),
                 "no registered base exists on this filesystem; not removing any metadata"
@@ -133,7 +135,10 @@ impl Engine {
         // Uploads spooled by a base import that never finished.
         for e in std::fs::read_dir(self.layout.data_dir()).into_iter().flatten().flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
-            if name.starts_with("upload-") && name.ends_with(".tar.gz") && std::fs::remove_file(e.path()).is_ok() {
+            if name.starts_with("upload-")
+                && name.ends_with(".tar.gz")
+                && std::fs::remove_file(e.path()).is_ok()
+            {
                 removed += 1;
             }
         }

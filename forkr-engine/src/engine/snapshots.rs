@@ -23,6 +23,25 @@ fn to_api(r: &SnapshotRow) -> SnapshotInfo {
     }
 }
 
+/// Atomically exchanges the directory entries `a` and `b` (`renameat2(RENAME_EXCHANGE)`; btrfs
+/// supports it for subvolumes in the same parent subvolume).
+pub(crate) fn exchange(a: &std::path::Path, b: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = |p: &std::path::Path| {
+        std::ffi::CString::new(p.as_os_str().as_bytes())
+            .map_err(|_| std::io::Error::from_raw_os_error(libc::EINVAL))
+    };
+    let (ca, cb) = (c(a)?, c(b)?);
+    // SAFETY: two NUL-terminated paths that outlive the call.
+    let rc = unsafe {
+        libc::renameat2(libc::AT_FDCWD, ca.as_ptr(), libc::AT_FDCWD, cb.as_ptr(), libc::RENAME_EXCHANGE)
+    };
+    if rc < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// The next automatic name: `v<N+1>` for the highest existing `v<N>`, else `v0`.
 pub(crate) fn next_auto_name(existing: &[SnapshotRow]) -> String {
     let next = existing
@@ -67,6 +86,7 @@ impl Engine {
             created_at: now(),
         };
         self.store.insert_snapshot(&row)?;
+        crate::fault::point("snapshot.after_row");
         let this = self.clone();
         let (p, n, s) = (project.to_owned(), name.to_owned(), snap_name.clone());
         let made = blocking(move || {
@@ -100,8 +120,8 @@ impl Engine {
     }
 
     /// `POST …/snapshots/{s}/restore`: stop the box, replace its root with a writable snapshot of the
-    /// checkpoint, start it again (document 000). The new root is made beside the old one and swapped
-    /// in by rename, so a failure at any step leaves the old root in place.
+    /// checkpoint, start it again (document 000). The new root is made in scratch and swapped in by
+    /// one atomic exchange, so a failure or a crash at any step leaves one of the two roots in place.
     pub async fn restore_snapshot(
         self: &Arc<Self>,
         project: &str,
@@ -114,28 +134,38 @@ impl Engine {
         self.require_snapshot(project, name, snapshot)?;
         let grace = Duration::from_secs(row.grace_seconds);
         self.stop_running(&mut row, grace).await?;
+        // Recorded as stopped but still meant to run: if the server dies before the end, the next
+        // start's reconcile starts the box again, on whichever root is in place then.
+        row.desired = crate::api::BoxStatus::Running;
         self.store.update_box(&row)?;
+        crate::fault::point("restore.after_stop");
         let this = self.clone();
         let (p, n, s) = (project.to_owned(), name.to_owned(), snapshot.to_owned());
-        blocking(move || {
+        let swapped = blocking(move || {
             let root = this.layout.root(&p, &n);
             let fresh = this.scratch_path("restore");
-            let old = this.scratch_path("replaced");
             this.storage.snapshot(&this.layout.checkpoint(&p, &n, &s), &fresh, false)?;
-            if let Err(e) = std::fs::rename(&root, &old) {
+            crate::fault::point("restore.after_fresh_root");
+            // One atomic exchange: at every instant the box has a root, the old or the new one.
+            // (Two renames, old aside then new in, leave no root at all in between; a crash
+            // there loses the box, since the old root then sits in scratch, which is emptied.)
+            if let Err(e) = exchange(&fresh, &root) {
                 let _ = this.storage.delete_subvolume(&fresh);
-                return Err(Error::io("moving the old root aside", e));
+                return Err(Error::io("swapping the restored root in place", e));
             }
-            if let Err(e) = std::fs::rename(&fresh, &root) {
-                let _ = std::fs::rename(&old, &root);
-                let _ = this.storage.delete_subvolume(&fresh);
-                return Err(Error::io("moving the restored root in place", e));
-            }
-            // The old root is scratch now; if this fails the next start's reconcile removes it.
-            let _ = this.storage.delete_subvolume(&old);
+            crate::fault::point("restore.after_exchange");
+            // `fresh` now holds the old root: scratch; if this fails the next reconcile removes it.
+            let _ = this.storage.delete_subvolume(&fresh);
             Ok(())
         })
-        .await?;
+        .await;
+        if let Err(e) = swapped {
+            // The old root is still in place: bring the box back as it was.
+            if self.start_box(&mut row).await.is_ok() {
+                let _ = self.store.update_box(&row);
+            }
+            return Err(e);
+        }
         self.start_box(&mut row).await?;
         self.store.update_box(&row)?;
         Ok(self.info(&row))

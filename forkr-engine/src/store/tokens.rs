@@ -51,7 +51,8 @@ impl Store {
     pub fn list_tokens(&self) -> Result<Vec<TokenRow>> {
         let conn = self.conn();
         let mut st = conn.prepare("SELECT id, project, created_at FROM tokens ORDER BY created_at, id")?;
-        let rows = st.query_map([], |r| Ok(TokenRow { id: r.get(0)?, project: r.get(1)?, created_at: r.get(2)? }))?;
+        let rows =
+            st.query_map([], |r| Ok(TokenRow { id: r.get(0)?, project: r.get(1)?, created_at: r.get(2)? }))?;
         Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
     }
 

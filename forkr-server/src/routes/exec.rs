@@ -281,7 +281,8 @@ async fn run_ws(
                         }
                     }
                     ws::RESIZE => {
-                        if let (Some(pty), Ok(r)) = (pty.as_ref(), serde_json::from_slice::<Resize>(&b[1..])) {
+                        if let (Some(pty), Ok(r)) = (pty.as_ref(), serde_json::from_slice::<Resize>(&b[1..]))
+                        {
                             let _ = pty.resize(r.rows, r.cols);
                         }
                     }
@@ -329,7 +330,9 @@ async fn run_ws(
         let e = Error::new(
             ErrorKind::TooLarge,
             "too_large",
-            format!("a WebSocket message was over the limit of {WS_FRAME_LIMIT} bytes; the process was stopped (send input in smaller pieces)"),
+            format!(
+                "a WebSocket message was over the limit of {WS_FRAME_LIMIT} bytes; the process was stopped (send input in smaller pieces)"
+            ),
         );
         let _ = tx.send(error_frame(&e)).await;
     } else {

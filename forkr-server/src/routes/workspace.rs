@@ -53,7 +53,10 @@ pub async fn refresh(
 
 #[utoipa::path(delete, path = "/v1/projects/{project}/lock/{id}", tag = "workspace",
     params(("project" = String, Path), ("id" = String, Path)), responses((status = 204)))]
-pub async fn release(State(s): State<Arc<AppState>>, ApiPath((project, id)): ApiPath<(String, String)>) -> ApiResult<StatusCode> {
+pub async fn release(
+    State(s): State<Arc<AppState>>,
+    ApiPath((project, id)): ApiPath<(String, String)>,
+) -> ApiResult<StatusCode> {
     validate(NameKind::Project, &project)?;
     s.engine.release_lock(&project, &id)?;
     Ok(StatusCode::NO_CONTENT)

@@ -43,7 +43,12 @@ impl Resp {
 #[track_caller]
 pub fn assert_error_shape(r: &Resp) {
     assert!(r.status >= 400, "not an error: {} {}", r.status, r.text());
-    assert!(r.content_type.starts_with("application/json"), "content type {:?}: {}", r.content_type, r.text());
+    assert!(
+        r.content_type.starts_with("application/json"),
+        "content type {:?}: {}",
+        r.content_type,
+        r.text()
+    );
     let v = r.json();
     let obj = v.as_object().unwrap_or_else(|| panic!("error body is not a JSON object: {}", r.text()));
     assert_eq!(obj.len(), 1, "{}", r.text());
@@ -126,7 +131,10 @@ pub const VICTIM: &str = "untouched host file\n";
 impl Markers {
     pub fn new() -> Markers {
         let dir = tempfile::Builder::new().prefix("forkr-marker-").tempdir_in("/tmp").expect("marker dir");
-        let n = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+        let n = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
         let m = Markers { dir, secret: format!("HOST-SECRET-{n:x}"), tag: format!("{n:x}") };
         std::fs::write(m.secret_path(), &m.secret).expect("write secret");
         std::fs::write(m.victim_path(), VICTIM).expect("write victim");
@@ -172,7 +180,10 @@ impl Markers {
         assert_eq!(std::fs::read_to_string(self.secret_path()).expect("secret"), self.secret);
         assert_eq!(std::fs::read_to_string(self.victim_path()).expect("victim"), VICTIM);
         let pwned = self.pwned();
-        for d in [Path::new("/"), Path::new("/tmp"), Path::new("/etc"), Path::new("/root")].iter().chain(extra_dirs) {
+        for d in [Path::new("/"), Path::new("/tmp"), Path::new("/etc"), Path::new("/root")]
+            .iter()
+            .chain(extra_dirs)
+        {
             assert!(!d.join(&pwned).exists(), "an attack wrote {}", d.join(&pwned).display());
         }
     }
@@ -193,6 +204,10 @@ impl Tally {
     #[track_caller]
     pub fn report(&self, what: &str, at_least: usize) {
         eprintln!("{what}: {} attacks tried, all refused", self.count);
-        assert!(self.count >= at_least, "{what}: only {} attacks ran, expected at least {at_least}", self.count);
+        assert!(
+            self.count >= at_least,
+            "{what}: only {} attacks ran, expected at least {at_least}",
+            self.count
+        );
     }
 }

@@ -17,7 +17,11 @@ const FILES: [(&str, &str); 6] = [
 ];
 
 fn documents(text: &str) -> Vec<Value> {
-    serde_saphyr::from_multiple::<Value>(text).expect("valid YAML").into_iter().filter(|d| !d.is_null()).collect()
+    serde_saphyr::from_multiple::<Value>(text)
+        .expect("valid YAML")
+        .into_iter()
+        .filter(|d| !d.is_null())
+        .collect()
 }
 
 fn all() -> Vec<Value> {
@@ -56,8 +60,13 @@ fn the_server_has_only_the_rights_the_driver_uses_and_only_in_the_boxes_namespac
         .iter()
         .flat_map(|r| {
             let group = r["apiGroups"][0].as_str().unwrap().to_owned();
-            let verbs: Vec<String> = r["verbs"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_owned()).collect();
-            r["resources"].as_array().unwrap().iter().map(move |res| format!("{group}/{}: {}", res.as_str().unwrap(), verbs.join(",")))
+            let verbs: Vec<String> =
+                r["verbs"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_owned()).collect();
+            r["resources"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(move |res| format!("{group}/{}: {}", res.as_str().unwrap(), verbs.join(",")))
         })
         .collect();
     rules.sort();
@@ -108,7 +117,10 @@ fn the_server_runs_privileged_on_btrfs_nodes_with_the_data_dir_at_the_same_path(
     let vol = pod["volumes"].as_array().unwrap().iter().find(|v| v["name"] == "data").unwrap();
     assert_eq!(vol["hostPath"]["path"], data_dir, "box pods mount the paths the server names");
     assert_eq!(config["data"]["FORKR_RUNTIME"], "kubernetes");
-    assert!(!config["data"]["FORKR_DOMAIN"].as_str().unwrap_or_default().is_empty(), "FORKR_DOMAIN is required");
+    assert!(
+        !config["data"]["FORKR_DOMAIN"].as_str().unwrap_or_default().is_empty(),
+        "FORKR_DOMAIN is required"
+    );
     // The API Service reaches the server's port; the Ingress reaches the Service.
     let svc = find(&docs, "Service", "forkr-api");
     assert_eq!(svc["spec"]["selector"], ds["spec"]["selector"]["matchLabels"]);

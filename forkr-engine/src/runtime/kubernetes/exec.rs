@@ -16,7 +16,7 @@ use tokio::io::AsyncReadExt;
 
 use super::api_error;
 use super::render::{CONTAINER, ROOT_MOUNT, RUN_MOUNT};
-use crate::runtime::{ExecIo, ExecSpec, Process, PtyControl};
+use crate::runtime::{ExecIo, ExecSpec, Listening, Process, PtyControl};
 use crate::{Error, Result};
 
 /// The runner image's tools (ubuntu: merged /usr).
@@ -89,8 +89,10 @@ pub fn log_in_runner(run_dir: &std::path::Path, log: &std::path::Path) -> Result
     Ok(format!("{RUN_MOUNT}/{}", rel.display()))
 }
 
+type ResizeFn = Box<dyn FnMut(u16, u16) -> Result<()> + Send>;
+
 /// Resizes the PTY of a TTY exec through kube's terminal-size channel.
-struct Resize(Mutex<Box<dyn FnMut(u16, u16) -> Result<()> + Send>>);
+struct Resize(Mutex<ResizeFn>);
 
 impl PtyControl for Resize {
     fn resize(&self, rows: u16, cols: u16) -> Result<()> {
@@ -135,12 +137,15 @@ pub async fn exec(
             let log = log_in_runner(run_dir, log)?;
             let ap = ap.stdin(false).stdout(true).stderr(true);
             let (code, out, err) = run(api, pod, wrap_detached(&spec, &log), ap).await?;
-            let pid = String::from_utf8_lossy(&out).trim().parse::<u32>().ok().filter(|_| code == 0).ok_or_else(|| {
-                Error::internal(format!(
-                    "starting a background process in the box failed (exit {code}): {}",
-                    String::from_utf8_lossy(&err).trim()
-                ))
-            })?;
+            let pid =
+                String::from_utf8_lossy(&out).trim().parse::<u32>().ok().filter(|_| code == 0).ok_or_else(
+                    || {
+                        Error::internal(format!(
+                            "starting a background process in the box failed (exit {code}): {}",
+                            String::from_utf8_lossy(&err).trim()
+                        ))
+                    },
+                )?;
             Ok(Process {
                 pid,
                 stdin: None,
@@ -183,6 +188,26 @@ pub async fn run(
     let code = finish(status).await?;
     drop(proc);
     Ok((code, out, err))
+}
+
+/// The TCP sockets listening in the pod's network namespace (the box's), from the runner's
+/// `/proc/net/tcp{,6}`: sorted, without duplicates.
+pub async fn listening(api: &Api<Pod>, pod: &str) -> Result<Vec<Listening>> {
+    let argv = vec!["/bin/cat".into(), "/proc/net/tcp".into(), "/proc/net/tcp6".into()];
+    let ap = AttachParams::default().container(CONTAINER).stdin(false).stdout(true).stderr(true);
+    let (code, out, err) = run(api, pod, argv, ap).await?;
+    if code != 0 {
+        return Err(Error::internal(format!(
+            "reading the box's TCP sockets failed (exit {code}): {}",
+            String::from_utf8_lossy(&err).trim()
+        )));
+    }
+    // Each file has a header line; the parser skips the first and ignores the other (its
+    // "st" column is not LISTEN).
+    let mut found = crate::runtime::local::net::parse_proc_net_tcp(&String::from_utf8_lossy(&out));
+    found.sort();
+    found.dedup();
+    Ok(found)
 }
 
 async fn finish(status: Option<impl Future<Output = Option<Status>>>) -> Result<i32> {
@@ -229,6 +254,9 @@ fn streaming(mut proc: AttachedProcess) -> Process {
         }),
     }
 }
+
+#[cfg(test)]
+mod ws_tests;
 
 #[cfg(test)]
 mod tests {

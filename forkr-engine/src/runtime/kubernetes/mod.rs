@@ -43,7 +43,7 @@ use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Pod, Service};
 use k8s_openapi::api::networking::v1::Ingress;
-use kube::api::{AttachParams, DeleteParams, Patch, PatchParams, PostParams};
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -334,7 +334,7 @@ fn check_settings(s: &Settings) -> Result<()> {
     let bad = |what: &str, v: &str, how: &str| {
         Err(Error::bad_request("invalid_kube_setting", format!("invalid {what} {v:?}: {how}")))
     };
-    if !crate::name::validate(crate::name::NameKind::Project, &s.namespace).is_ok() {
+    if crate::name::validate(crate::name::NameKind::Project, &s.namespace).is_err() {
         return bad("Kubernetes namespace", &s.namespace, "use a DNS label such as forks");
     }
     if s.node_name.is_empty() {
@@ -521,20 +521,7 @@ impl Runtime for Kubernetes {
 
     async fn listening(&self, key: &BoxKey, _run: &Running) -> Result<Vec<Listening>> {
         let pod = self.live_pod(key)?;
-        // The runner's /proc/net shows the pod's network namespace: the box's.
-        let argv = vec!["/bin/cat".into(), "/proc/net/tcp".into(), "/proc/net/tcp6".into()];
-        let ap = AttachParams::default().container(render::CONTAINER).stdin(false).stdout(true).stderr(true);
-        let (code, out, err) = exec::run(&self.api::<Pod>(), &pod, argv, ap).await?;
-        if code != 0 {
-            return Err(Error::internal(format!(
-                "reading the box's TCP sockets failed (exit {code}): {}",
-                String::from_utf8_lossy(&err).trim()
-            )));
-        }
-        let mut found = super::local::net::parse_proc_net_tcp(&String::from_utf8_lossy(&out));
-        found.sort();
-        found.dedup();
-        Ok(found)
+        exec::listening(&self.api::<Pod>(), &pod).await
     }
 
     async fn expose(&self, key: &BoxKey, exposure: &Exposure) -> Result<()> {

@@ -27,7 +27,8 @@ pub fn strict<K: DeserializeOwned + Serialize + Debug>(value: &Value) -> K {
 /// A typed object survives a YAML round trip unchanged (what `kubectl apply -f` would read).
 pub fn yaml_roundtrip<K: DeserializeOwned + Serialize + Debug + PartialEq>(obj: &K) {
     let yaml = serde_saphyr::to_string(obj).expect("serializing to YAML");
-    let back: K = serde_saphyr::from_str(&yaml).unwrap_or_else(|e| panic!("YAML did not parse back: {e}\n{yaml}"));
+    let back: K =
+        serde_saphyr::from_str(&yaml).unwrap_or_else(|e| panic!("YAML did not parse back: {e}\n{yaml}"));
     assert_eq!(&back, obj);
     strict::<K>(&serde_json::to_value(obj).expect("serializing to JSON"));
 }

@@ -102,13 +102,21 @@ exec chroot {ROOT_MOUNT} /usr/bin/tini -s -- /bin/bash -lc "sleep infinity"
 
 /// Memory as a Kubernetes quantity: `Mi` when whole mebibytes, else bytes.
 fn memory_quantity(bytes: u64) -> Quantity {
-    if bytes % (1 << 20) == 0 { Quantity(format!("{}Mi", bytes >> 20)) } else { Quantity(bytes.to_string()) }
+    if bytes.is_multiple_of(1 << 20) {
+        Quantity(format!("{}Mi", bytes >> 20))
+    } else {
+        Quantity(bytes.to_string())
+    }
 }
 
 /// CPU as a Kubernetes quantity in millicores (at least 1m: zero would mean "no request").
 fn cpu_quantity(cpus: f64) -> Quantity {
     let milli = (cpus * 1000.0).round().max(1.0) as u64;
-    if milli % 1000 == 0 { Quantity((milli / 1000).to_string()) } else { Quantity(format!("{milli}m")) }
+    if milli.is_multiple_of(1000) {
+        Quantity((milli / 1000).to_string())
+    } else {
+        Quantity(format!("{milli}m"))
+    }
 }
 
 /// Memory request and limit, CPU request only (document 004: CPU is never capped by a quota). The

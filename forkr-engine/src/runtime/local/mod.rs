@@ -9,6 +9,10 @@
 //!   sets up the namespaces and mounts (`rootfs.rs`) in a single-threaded process and reports PID 1.
 //! - `exec` (`exec.rs`) forks directly from the server and enters the box with `setns` on a pidfd
 //!   of PID 1: no helper binary on that path, so an exec costs about a millisecond.
+//! - With a [`NetAttach`](crate::runtime::NetAttach) in the start spec, the shim wires the new
+//!   network namespace to the instance's host bridge with a veth pair before PID 1 starts
+//!   (`net.rs`); the server creates the bridge and NAT rules at start and `kill_instance` removes
+//!   them.
 //! - `stop` sends SIGTERM to PID 1, waits for the grace period, then SIGKILLs whatever is left in
 //!   the box cgroup (`cgroup.rs`), which is the authoritative list of the box's processes.
 //!

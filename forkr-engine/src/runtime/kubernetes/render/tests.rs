@@ -19,18 +19,43 @@ fn spec() -> StartSpec {
         hostname: "web.proj".into(),
         root: "/var/lib/forkr/fs/roots/proj/web".into(),
         mounts: vec![
-            BindMount { source: "/var/lib/forkr/fs/box-bin".into(), target: "/box/bin".into(), read_only: false, file: false },
-            BindMount { source: "/var/lib/forkr/fs/box-all".into(), target: "/box/all".into(), read_only: false, file: false },
+            BindMount {
+                source: "/var/lib/forkr/fs/box-bin".into(),
+                target: "/box/bin".into(),
+                read_only: false,
+                file: false,
+            },
+            BindMount {
+                source: "/var/lib/forkr/fs/box-all".into(),
+                target: "/box/all".into(),
+                read_only: false,
+                file: false,
+            },
             BindMount {
                 source: "/var/lib/forkr/fs/box-proj/proj".into(),
                 target: "/box/proj".into(),
                 read_only: false,
                 file: false,
             },
-            BindMount { source: "/var/lib/forkr/fs/home/proj".into(), target: "/home".into(), read_only: false, file: false },
+            BindMount {
+                source: "/var/lib/forkr/fs/home/proj".into(),
+                target: "/home".into(),
+                read_only: false,
+                file: false,
+            },
             BindMount { source: run.join("hosts"), target: "/etc/hosts".into(), read_only: true, file: true },
-            BindMount { source: run.join("resolv.conf"), target: "/etc/resolv.conf".into(), read_only: true, file: true },
-            BindMount { source: run.join("hostname"), target: "/etc/hostname".into(), read_only: true, file: true },
+            BindMount {
+                source: run.join("resolv.conf"),
+                target: "/etc/resolv.conf".into(),
+                read_only: true,
+                file: true,
+            },
+            BindMount {
+                source: run.join("hostname"),
+                target: "/etc/hostname".into(),
+                read_only: true,
+                file: true,
+            },
             BindMount {
                 source: "/var/lib/forkr/fs/volumes/proj/data".into(),
                 target: "/srv/data".into(),
@@ -130,17 +155,28 @@ fn ingress_with_a_wildcard_secret_and_published_hosts() {
 
 #[test]
 fn resources_request_memory_and_cpu_and_limit_only_memory() {
-    let r = resource_requirements(&Resources { memory_bytes: Some(1536 << 20), cpus: Some(0.25), pids_max: None });
+    let r = resource_requirements(&Resources {
+        memory_bytes: Some(1536 << 20),
+        cpus: Some(0.25),
+        pids_max: None,
+    });
     assert_eq!(
         serde_json::to_value(&r).unwrap(),
         serde_json::json!({"requests": {"memory": "1536Mi", "cpu": "250m"}, "limits": {"memory": "1536Mi"}})
     );
-    let r = resource_requirements(&Resources { memory_bytes: Some(1_000_000), cpus: Some(0.0001), pids_max: None });
+    let r = resource_requirements(&Resources {
+        memory_bytes: Some(1_000_000),
+        cpus: Some(0.0001),
+        pids_max: None,
+    });
     assert_eq!(
         serde_json::to_value(&r).unwrap(),
         serde_json::json!({"requests": {"memory": "1000000", "cpu": "1m"}, "limits": {"memory": "1000000"}})
     );
-    assert_eq!(serde_json::to_value(resource_requirements(&Resources::default())).unwrap(), serde_json::json!({}));
+    assert_eq!(
+        serde_json::to_value(resource_requirements(&Resources::default())).unwrap(),
+        serde_json::json!({})
+    );
 }
 
 #[test]

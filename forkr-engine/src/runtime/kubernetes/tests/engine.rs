@@ -52,7 +52,13 @@ async fn setup(start_timeout: std::time::Duration) -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let tarball = tiny_base(dir.path());
     engine
-        .import_base(BaseImport { name: "box-base".into(), parent: None, tarball, tags: vec![], build_tag: None })
+        .import_base(BaseImport {
+            name: "box-base".into(),
+            parent: None,
+            tarball,
+            tags: vec![],
+            build_tag: None,
+        })
         .await
         .unwrap();
     Setup { engine, cluster, _fs: fs, _dir: dir }
@@ -80,12 +86,15 @@ async fn create_stop_resume_update_and_delete_through_the_engine() {
     assert_eq!(info.status, BoxStatus::Running);
     assert_eq!(info.url, "https://web.proj.example.com");
     let n = name("web");
-    assert_eq!(lines(c), [
-        format!("POST {}", deployments()),
-        format!("POST {}", services()),
-        format!("POST {}", ingresses()),
-        format!("PATCH {}/{n}/scale", deployments()),
-    ]);
+    assert_eq!(
+        lines(c),
+        [
+            format!("POST {}", deployments()),
+            format!("POST {}", services()),
+            format!("POST {}", ingresses()),
+            format!("PATCH {}/{n}/scale", deployments()),
+        ]
+    );
 
     // The Deployment mounts the root the engine made and prepared on this (the box's) node.
     let root = e.layout().root("proj", "web");
@@ -110,7 +119,7 @@ async fn create_stop_resume_update_and_delete_through_the_engine() {
     assert_eq!(res["limits"]["memory"], "1024Mi");
     assert!(res["limits"].get("cpu").is_none());
     assert_eq!(pod["terminationGracePeriodSeconds"], 10);
-    let ing = &c.lock().objects[&("ingresses".to_owned(), n.clone())];
+    let ing = c.lock().objects[&("ingresses".to_owned(), n.clone())].clone();
     assert_eq!(ing["spec"]["rules"][0]["host"], "web.proj.example.com");
 
     // Delete without force refuses a running box (document 002), before any API call.
@@ -129,7 +138,8 @@ async fn create_stop_resume_update_and_delete_through_the_engine() {
     assert_eq!(l.last(), Some(&format!("PATCH {}/{n}/scale", deployments())));
 
     // update: CPU resizes the pod in place, PORT updates Service and Ingress.
-    let settings = BTreeMap::from([("CPU".to_owned(), "2".to_owned()), ("PORT".to_owned(), "3000".to_owned())]);
+    let settings =
+        BTreeMap::from([("CPU".to_owned(), "2".to_owned()), ("PORT".to_owned(), "3000".to_owned())]);
     let info = e.update_box("proj", "web", UpdateBox { settings, tags: None }).await.unwrap();
     assert_eq!(info.port, 3000);
     let calls: Vec<Call> = c.lock().driver_calls();
@@ -137,7 +147,7 @@ async fn create_stop_resume_update_and_delete_through_the_engine() {
     let resize = calls.iter().find(|x| x.line() == format!("PATCH {}/{pod_name}/resize", pods())).unwrap();
     assert_eq!(resize.body["spec"]["containers"][0]["resources"]["requests"]["cpu"], "2");
     assert_eq!(c.lock().objects[&("services".to_owned(), n.clone())]["spec"]["ports"][0]["port"], 3000);
-    let ing = &c.lock().objects[&("ingresses".to_owned(), n.clone())];
+    let ing = c.lock().objects[&("ingresses".to_owned(), n.clone())].clone();
     assert_eq!(ing["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]["port"]["number"], 3000);
     c.lock().calls.clear();
 
@@ -145,11 +155,14 @@ async fn create_stop_resume_update_and_delete_through_the_engine() {
     assert!(deleted.deleted);
     let l = lines(c);
     assert_eq!(l[0], format!("PATCH {}/{n}/scale", deployments()));
-    assert_eq!(l[l.len() - 3..], [
-        format!("DELETE {}/{n}", ingresses()),
-        format!("DELETE {}/{n}", services()),
-        format!("DELETE {}/{n}", deployments()),
-    ]);
+    assert_eq!(
+        l[l.len() - 3..],
+        [
+            format!("DELETE {}/{n}", ingresses()),
+            format!("DELETE {}/{n}", services()),
+            format!("DELETE {}/{n}", deployments()),
+        ]
+    );
     assert!(c.lock().objects.is_empty());
     assert!(!root.exists(), "the root is deleted after the pods are gone");
     assert!(e.get_box("proj", "web").is_err());
@@ -161,7 +174,8 @@ async fn a_box_whose_pod_never_gets_ready_is_rolled_back() {
     let (e, c) = (&s.engine, &s.cluster);
     c.lock().pod_problem = Some(serde_json::json!({"phase": "Pending", "conditions": [
         {"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": "node node-a is full"}]}));
-    let err = e.create_box("proj", CreateBox { name: "web".into(), ..CreateBox::default() }).await.unwrap_err();
+    let err =
+        e.create_box("proj", CreateBox { name: "web".into(), ..CreateBox::default() }).await.unwrap_err();
     assert!(err.message().contains("Unschedulable: node node-a is full"), "{}", err.message());
     // Nothing is left: no objects, no root, no row.
     assert!(c.lock().objects.is_empty(), "{:?}", c.lock().objects.keys().collect::<Vec<_>>());

@@ -364,7 +364,7 @@ async fn set_resources_falls_back_to_the_template_where_resize_is_refused() {
         calls[1].body["spec"]["template"]["spec"]["containers"][0]["resources"],
         json!({"requests": {"memory": "3072Mi", "cpu": "2"}, "limits": {"memory": "3072Mi"}})
     );
-    let dep = &c.lock().objects[&("deployments".to_owned(), n)];
+    let dep = c.lock().objects[&("deployments".to_owned(), n)].clone();
     assert_eq!(dep["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]["memory"], "3072Mi");
 }
 
