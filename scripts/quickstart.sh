@@ -26,13 +26,8 @@ if ! 4kr base list | grep -q '^box-base '; then
   4kr base import box-base --file "$tarball"
 fi
 
-if [ -d examples/minimal/.forkr ] && 4kr --help | grep -q '^  apply'; then
-  (cd examples/minimal && 4kr apply --auto-approve)
-  4kr exec -p minimal hello -- sh -c 'echo "hello from $BOX_NAME ($(uname -sr))"'
-else
-  4kr create hello 2>/dev/null || true
-  4kr exec hello -- sh -c 'echo "hello from $BOX_NAME ($(uname -sr))"'
-fi
+(cd examples/minimal && 4kr apply --auto-approve)
+4kr exec -p minimal hello -- sh -c 'echo "hello from $BOX_NAME ($(uname -sr))"'
 cat <<MSG
 
 Forkr is running: server http://$listen, data in $data, log in $data/server.log.

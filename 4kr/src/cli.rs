@@ -6,7 +6,8 @@
 use clap::{Args, Parser, Subcommand};
 
 use crate::commands::{
-    base, boxes, config, console, cp, diff, docs, exec, port, publish, snapshot, volume, workspace,
+    base, boxes, config, console, cp, diff, docs, exec, inject, port, publish, snapshot, user, volume,
+    workspace,
 };
 
 const CONNECTION_HELP: &str = "\
@@ -106,6 +107,10 @@ pub enum Command {
     Base(base::BaseArgs),
     /// Data volumes: create, list, show, delete, snapshot, restore, backup, restore-backup.
     Volume(volume::VolumeArgs),
+    /// Project users that `exec --user` runs as: create, list, update, delete.
+    User(user::UserArgs),
+    /// Copy local credentials (codex auth/config, ssh key pair, git config) into a box.
+    Inject(inject::InjectArgs),
     /// Check the workspace files (.forkr/*.yaml); offline unless --server.
     Validate(workspace::ValidateArgs),
     /// Show what apply would change on the server to match the workspace files.
@@ -239,6 +244,10 @@ mod tests {
             "apply",
             "destroy",
             "schema",
+            "user",
+            "user create",
+            "user update",
+            "inject",
         ];
         for name in names {
             let mut root = Cli::command().term_width(100);

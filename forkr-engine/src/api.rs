@@ -618,3 +618,56 @@ pub struct PortWait {
     pub listening: bool,
     pub waited_ms: u64,
 }
+
+// ---- project users (document 004) ----
+//
+// | method | path (under `/v1/projects/{p}`) | body → answer |
+// |---|---|---|
+// | GET, POST | `/users` | → `Vec<UserInfo>`; `CreateUser` → 201 `UserInfo` (409 `conflict`) |
+// | GET, PATCH | `/users/{user}` | → `UserInfo`; `UpdateUser` → `UserInfo` (400 `no_updates`) |
+// | DELETE | `/users/{user}` | → `UserDeleted` |
+
+/// `POST /projects/{p}/users`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateUser {
+    /// User name: 1–32 characters of `[a-z0-9_-]`, not a reserved system name.
+    pub name: String,
+    /// Login shell; default `/bin/bash`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shell: Option<String>,
+}
+
+/// `PATCH /projects/{p}/users/{user}`: what may change after create (the UID, GID, name and home
+/// are fixed).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateUser {
+    /// A new login shell (an absolute path inside the box).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shell: Option<String>,
+}
+
+/// A project user as `user list` and `user create` report it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct UserInfo {
+    pub name: String,
+    pub project: String,
+    /// From 20000, sequential per project.
+    pub uid: u32,
+    /// Always equal to `uid`.
+    pub gid: u32,
+    /// `/home/<name>` (in the project's `/home` volume).
+    pub home: String,
+    pub shell: String,
+    /// RFC3339.
+    pub created_at: String,
+}
+
+/// `DELETE /projects/{p}/users/{user}` answer.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct UserDeleted {
+    pub name: String,
+    /// `true` when the user existed and was removed now, `false` when it was already gone.
+    pub deleted: bool,
+}

@@ -27,12 +27,13 @@ pub enum Scope {
 }
 
 /// The name kind of path parameter `key` on the route `matched`, if it is a name.
-fn kind_of(matched: &str, key: &str) -> Option<NameKind> {
+pub(crate) fn kind_of(matched: &str, key: &str) -> Option<NameKind> {
     match key {
         "project" => Some(NameKind::Project),
         "name" if matched.starts_with("/v1/bases/") => Some(NameKind::Base),
         "name" => Some(NameKind::Box),
         "volume" => Some(NameKind::Volume),
+        "user" => Some(NameKind::User),
         // Backups follow the snapshot pattern (and may not start with '.', checked by the engine).
         "snapshot" | "backup" => Some(NameKind::Snapshot),
         _ => None,
@@ -110,6 +111,7 @@ mod tests {
             kind_of("/v1/projects/{project}/volumes/{volume}/backups/{backup}", "backup"),
             Some(NameKind::Snapshot)
         );
+        assert_eq!(kind_of("/v1/projects/{project}/users/{user}", "user"), Some(NameKind::User));
         assert_eq!(kind_of("/v1/projects/{project}/lock/{id}", "id"), None);
     }
 }

@@ -32,7 +32,7 @@ pub const JSON_LIMIT: usize = 1 << 20;
 
 /// The full API router.
 pub fn router(state: Arc<AppState>) -> Router {
-    use routes::{bases, boxes, exec, files, publish, snapshots, volumes, workspace};
+    use routes::{bases, boxes, exec, files, publish, snapshots, users, volumes, workspace};
     let box_path = "/v1/projects/{project}/boxes/{name}";
     let vol_path = "/v1/projects/{project}/volumes/{volume}";
     let api = Router::new()
@@ -74,6 +74,11 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route(&format!("{vol_path}/backups"), get(volumes::list_backups).post(volumes::create_backup))
         .route(&format!("{vol_path}/backups/{{backup}}"), axum::routing::delete(volumes::delete_backup))
         .route(&format!("{vol_path}/backups/{{backup}}/restore"), post(volumes::restore_backup))
+        .route("/v1/projects/{project}/users", get(users::list).post(users::create))
+        .route(
+            "/v1/projects/{project}/users/{user}",
+            get(users::show).patch(users::update).delete(users::delete),
+        )
         .route("/v1/bases", get(bases::list))
         .route("/v1/bases/{name}", get(bases::show).delete(bases::delete))
         .route("/v1/bases/{name}/save", post(bases::save))

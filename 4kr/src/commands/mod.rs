@@ -11,9 +11,11 @@ pub mod dockerfile;
 pub mod docs;
 pub mod ephemeral;
 pub mod exec;
+pub mod inject;
 pub mod port;
 pub mod publish;
 pub mod snapshot;
+pub mod user;
 pub mod volume;
 pub mod workspace;
 
@@ -43,6 +45,8 @@ pub async fn run(ctx: &Ctx, command: Command) -> Result<i32> {
         Command::Diff(a) => diff::run(ctx, a).await,
         Command::Base(a) => base::run(ctx, a).await,
         Command::Volume(a) => volume::run(ctx, a).await,
+        Command::User(a) => user::run(ctx, a).await,
+        Command::Inject(a) => inject::inject(ctx, a).await,
         Command::Validate(a) => workspace::validate(ctx, a).await,
         Command::Plan(a) => workspace::plan(ctx, a).await,
         Command::Apply(a) => workspace::apply(ctx, a).await,

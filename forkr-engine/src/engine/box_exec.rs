@@ -60,8 +60,20 @@ impl Engine {
         v
     }
 
-    fn exec_env(&self, row: &BoxRow, req: &ExecRequest, home: &str) -> Result<Vec<(String, String)>> {
+    /// The environment of an exec. `login` is the project user it runs as (`None`: root), whose
+    /// name goes into `USER` and `LOGNAME`.
+    fn exec_env(
+        &self,
+        row: &BoxRow,
+        req: &ExecRequest,
+        home: &str,
+        login: Option<&str>,
+    ) -> Result<Vec<(String, String)>> {
         let mut env = vec![("PATH".to_owned(), SYSTEM_PATH.to_owned()), ("HOME".to_owned(), home.to_owned())];
+        if let Some(user) = login {
+            env.push(("USER".to_owned(), user.to_owned()));
+            env.push(("LOGNAME".to_owned(), user.to_owned()));
+        }
         env.extend(injected(&self.config, &row.project, &row.name));
         env.extend(row.env.iter().map(|(k, v)| (k.clone(), v.clone())));
         for (k, v) in &req.env {
@@ -87,17 +99,13 @@ impl Engine {
                 format!("box {name:?} is not running; start it with `4kr resume {name}`"),
             ));
         };
-        let (uid, gid, home) = match req.user.as_deref() {
-            None | Some("root") => (0, 0, "/root".to_owned()),
-            Some(u) => {
-                crate::name::validate(crate::name::NameKind::User, u)?;
-                return Err(Error::new(
-                    ErrorKind::NotFound,
-                    "not_found",
-                    format!("user {u:?} not found in project {project:?}"),
-                ));
-            }
+        // A project user: its passwd/group entries are synthesised in the root first (document 004).
+        let user = match req.user.as_deref() {
+            None | Some("root") => None,
+            Some(u) => Some(self.exec_user(project, name, u).await?),
         };
+        let (uid, gid, home) =
+            user.as_ref().map_or((0, 0, "/root".to_owned()), |u| (u.uid, u.gid, u.home.clone()));
         if let Some(wd) = &req.wd
             && !wd.starts_with('/')
         {
@@ -120,7 +128,7 @@ impl Engine {
         };
         let spec = ExecSpec {
             argv: self.argv(&row, req),
-            env: self.exec_env(&row, req, &home)?,
+            env: self.exec_env(&row, req, &home, user.as_ref().map(|u| u.name.as_str()))?,
             cwd: req.wd.clone().unwrap_or_else(|| "/".to_owned()),
             uid,
             gid,

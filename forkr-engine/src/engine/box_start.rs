@@ -43,7 +43,7 @@ impl Engine {
     }
 
     /// Makes sure the per-project system volumes exist (`/box/proj`, `/home`).
-    fn ensure_project_volumes(&self, project: &str) -> Result<()> {
+    pub(super) fn ensure_project_volumes(&self, project: &str) -> Result<()> {
         for dir in [self.layout.box_proj(project), self.layout.home(project)] {
             if !self.storage.is_subvolume(&dir) {
                 if let Some(parent) = dir.parent() {

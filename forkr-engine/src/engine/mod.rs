@@ -33,6 +33,7 @@ pub mod network;
 pub mod publish;
 mod reconcile;
 mod snapshots;
+pub mod users;
 mod volumes;
 mod workspace;
 pub use reconcile::Reconciled;

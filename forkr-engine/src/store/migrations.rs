@@ -112,6 +112,18 @@ const STEPS: &[&str] = &[
         project TEXT NOT NULL,
         created_at TEXT NOT NULL
     );",
+    // 6 (project users, document 004): one row per user; UIDs are unique per project and
+    // allocated as max(existing) + 1 from 20000 inside the INSERT itself, so two concurrent creates
+    // can never get the same UID.
+    "CREATE TABLE users (
+        project TEXT NOT NULL,
+        name TEXT NOT NULL,
+        uid INTEGER NOT NULL,
+        shell TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        PRIMARY KEY (project, name),
+        UNIQUE (project, uid)
+    );",
 ];
 
 pub(super) fn run(conn: &mut Connection) -> Result<()> {

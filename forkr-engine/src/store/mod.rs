@@ -20,11 +20,13 @@ mod locks;
 mod migrations;
 mod network;
 mod tokens;
+mod users;
 
 pub use locks::LockRow;
 mod volumes;
 pub use network::{AddressRow, PublishRoute};
 pub use tokens::TokenRow;
+pub use users::{FIRST_UID, LAST_UID, UserRow};
 pub use volumes::{VolumeRow, VolumeSnapshotRow};
 
 /// A box row.

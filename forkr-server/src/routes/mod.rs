@@ -5,5 +5,6 @@ pub mod exec;
 pub mod files;
 pub mod publish;
 pub mod snapshots;
+pub mod users;
 pub mod volumes;
 pub mod workspace;
