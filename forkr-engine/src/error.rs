@@ -111,7 +111,10 @@ impl Error {
             return Error {
                 kind: ErrorKind::NoSpace,
                 code: "no_space".into(),
-                message: format!("{context}: no space left on the box storage"),
+                message: format!(
+                    "{context}: no space left on the box storage; free space by deleting boxes, snapshots, \
+                     volumes or bases you no longer need"
+                ),
                 source: Some(Box::new(source)),
             };
         }

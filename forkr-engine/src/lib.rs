@@ -15,6 +15,11 @@ pub mod spec;
 pub mod engine;
 #[cfg(feature = "host")]
 pub mod fault;
+/// Entry points for the cargo-fuzz targets in `fuzz/` (feature `fuzzing`, never in a release).
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing {
+    pub use crate::engine::extract_tarball_for_fuzzing as extract_tarball;
+}
 #[cfg(feature = "host")]
 pub mod runtime;
 #[cfg(feature = "host")]

@@ -19,6 +19,12 @@ use crate::store::{BoxRow, Store};
 use crate::{Error, Result};
 
 mod bases;
+/// The base importer's tarball extraction, for the cargo-fuzz target `tar_import` (feature
+/// `fuzzing` only): the real function, so the fuzzer tests exactly what uploads go through.
+#[cfg(feature = "fuzzing")]
+pub fn extract_tarball_for_fuzzing(tarball: &std::path::Path, dst: &std::path::Path) -> crate::Result<()> {
+    bases::extract_tarball(tarball, dst)
+}
 mod box_create;
 mod box_delete;
 mod box_exec;

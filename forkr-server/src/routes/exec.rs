@@ -31,9 +31,19 @@ fn check(project: &str, name: &str) -> ApiResult<()> {
     Ok(())
 }
 
+/// The two answers of `POST …/exec` (documentation only): the buffered result, or with `bg` the
+/// PID of the started process.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+#[serde(untagged)]
+enum ExecAnswer {
+    Output(ExecOutput),
+    Started(BgStarted),
+}
+
 #[utoipa::path(post, path = "/v1/projects/{project}/boxes/{name}/exec", tag = "exec",
     params(("project" = String, Path), ("name" = String, Path)), request_body = ExecRequest,
-    responses((status = 200, body = ExecOutput, description = "buffered result, or BgStarted with bg=true"),
+    responses((status = 200, body = ExecAnswer, description = "buffered result, or BgStarted with bg=true"),
         (status = 409, body = ErrorBody, description = "box is not running"), (status = 413, body = ErrorBody)))]
 pub async fn exec(
     State(s): State<Arc<AppState>>,

@@ -127,10 +127,86 @@ fn main() {
         None => eprintln!("runc not installed: skipping the runc comparison (apt-get install runc)"),
     }
 
+    snapshot_bench(&s, &api, &mut t, &n);
     workspace_bench(&s, &mut t, &n);
     proxy_bench(&s, &api, &mut t, quick);
 
     t.print();
+}
+
+/// Issue 3: snapshot create on a 200 MB and a 2 GB root (O(1): both should cost the same),
+/// restore, `diff status` with 10 changes among 100,000 files against `diff -rq` of the same two
+/// trees, and fork of a running box.
+fn snapshot_bench(s: &Server, api: &Api, t: &mut Table, n: &dyn Fn(usize) -> usize) {
+    let boxes = "/v1/projects/snap/boxes";
+    let sh = |name: &str, script: &str| {
+        let v = api.post(&format!("{boxes}/{name}/exec"), json!({"cmd": ["sh", "-c", script]}));
+        assert_eq!(v["exit_code"], 0, "{script}: {v}");
+    };
+    for (name, mb) in [("r200m", 200), ("r2g", 2048)] {
+        api.post(boxes, json!({"name": name}));
+        // 1 MiB files, so that the bigger root also has ten times the metadata.
+        sh(
+            name,
+            &format!(
+                "mkdir -p /data && i=0; while [ $i -lt {mb} ]; do dd if=/dev/urandom of=/data/f$i bs=1M count=1 2>/dev/null; i=$((i+1)); done; sync"
+            ),
+        );
+        let mut samples = Vec::new();
+        for i in 0..n(30) {
+            let (d, _) =
+                time(|| api.post(&format!("{boxes}/{name}/snapshots"), json!({"name": format!("s{i}")})));
+            samples.push(d);
+        }
+        let label = if mb == 200 { "200 MB" } else { "2 GB" };
+        t.add(&format!("snapshot create, {label} root"), samples, "target < 20 ms, same for both sizes");
+    }
+
+    let mut restore = Vec::new();
+    for i in 0..n(10) {
+        let (d, _) = time(|| api.post(&format!("{boxes}/r200m/snapshots/s{i}/restore"), json!({})));
+        restore.push(d);
+    }
+    t.add("snapshot restore (200 MB root; box restarts)", restore, "stop + swap + start");
+
+    api.post(boxes, json!({"name": "many"}));
+    sh(
+        "many",
+        "mkdir -p /t && cd /t && for d in $(seq 0 99); do mkdir $d && (cd $d && seq 0 999 | xargs touch); done",
+    );
+    api.post(&format!("{boxes}/many/snapshots"), json!({"name": "base"}));
+    sh("many", "for d in $(seq 0 9); do echo changed > /t/$d/$((d*7)); done");
+    let mut ours = Vec::new();
+    for _ in 0..n(20) {
+        let (d, v) =
+            time(|| api.call(reqwest::Method::GET, &format!("{boxes}/many/diff/status?against=base"), None));
+        assert_eq!(v["changes"].as_array().map(Vec::len), Some(10), "{v}");
+        ours.push(d);
+    }
+    let ours = t.add("diff status: 10 changes in 100,000 files", ours, "target < 100 ms");
+    let fs = s.data.path().join("fs");
+    let (live, snap) = (fs.join("roots/snap/many/t"), fs.join("checkpoints/snap/many/base/t"));
+    let mut theirs = Vec::new();
+    for _ in 0..n(5).min(5) {
+        let (d, out) = time(|| Command::new("diff").arg("-rq").arg(&snap).arg(&live).output().expect("diff"));
+        assert_eq!(out.stdout.iter().filter(|&&b| b == b'\n').count(), 10);
+        theirs.push(d);
+    }
+    let theirs = t.add("diff -rq of the same two trees", theirs, "reference");
+    println!("diff status is {:.0}x faster than diff -rq\n", theirs / ours);
+
+    let mut fork = Vec::new();
+    for i in 0..n(20) {
+        let (d, _) = time(|| api.post(boxes, json!({"name": format!("fork{i}"), "fork": "r200m"})));
+        fork.push(d);
+    }
+    t.add("fork of a running box (200 MB root)", fork, "snapshot + create + start");
+    for i in 0..n(20) {
+        api.delete(&format!("{boxes}/fork{i}?force=true"));
+    }
+    for name in ["r200m", "r2g", "many"] {
+        api.delete(&format!("{boxes}/{name}?force=true"));
+    }
 }
 
 /// Issue 4, end to end through the real `4kr`: `plan` of a 500-box workspace against a server
