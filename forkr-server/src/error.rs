@@ -11,6 +11,31 @@ use forkr_engine::{Error, ErrorKind};
 #[derive(Debug)]
 pub struct ApiError(pub Error);
 
+/// The server's data dir as it may appear in engine messages (given and canonical form).
+static DATA_DIR: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+
+/// Makes every error body name paths under `data_dir` relative to it, so that a client (which
+/// may hold only a project token) never learns where the server keeps its data. The server's
+/// log keeps the full message.
+pub fn hide_server_paths(data_dir: &std::path::Path) {
+    let mut forms = vec![data_dir.display().to_string()];
+    if let Ok(c) = std::fs::canonicalize(data_dir) {
+        forms.push(c.display().to_string());
+    }
+    // Longest first, so that a form which is a prefix of another does not leave a fragment.
+    forms.sort_by_key(|f| std::cmp::Reverse(f.len()));
+    forms.retain(|f| f.len() > 1);
+    let _ = DATA_DIR.set(forms);
+}
+
+fn scrub(message: &str) -> String {
+    let mut m = message.to_owned();
+    for dir in DATA_DIR.get().into_iter().flatten() {
+        m = m.replace(&format!("{dir}/"), "").replace(dir.as_str(), "the data dir");
+    }
+    m
+}
+
 impl From<Error> for ApiError {
     fn from(e: Error) -> Self {
         ApiError(e)
@@ -32,7 +57,7 @@ impl IntoResponse for ApiError {
             tracing::error!(code = e.code(), error = %e, source = ?std::error::Error::source(&e), "request failed");
         }
         let body =
-            ErrorBody { error: ErrorDetail { code: e.code().to_owned(), message: e.message().to_owned() } };
+            ErrorBody { error: ErrorDetail { code: e.code().to_owned(), message: scrub(e.message()) } };
         (status, Json(body)).into_response()
     }
 }
@@ -103,3 +128,25 @@ pub struct ApiQuery<T>(pub T);
 pub struct ApiPath<T>(pub T);
 
 pub type ApiResult<T> = Result<T, ApiError>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_name_server_paths_relative_to_the_data_dir() {
+        let dir = tempfile::tempdir().unwrap();
+        hide_server_paths(dir.path());
+        let d = dir.path().display();
+        let e = ApiError::new(
+            ErrorKind::NoSpace,
+            "no_space",
+            format!("snapshotting {d}/fs/roots/p/b to {d}/fs/tmp/x: no space left in {d}"),
+        );
+        assert_eq!(
+            scrub(e.0.message()),
+            "snapshotting fs/roots/p/b to fs/tmp/x: no space left in the data dir"
+        );
+        assert_eq!(scrub("box \"web\" not found"), "box \"web\" not found");
+    }
+}
