@@ -60,6 +60,17 @@ struct Cli {
     /// Ingress class of box Ingresses (default: the cluster's default class).
     #[arg(long, env = "FORKR_INGRESS_CLASS", global = true, help_heading = "Kubernetes runtime")]
     ingress_class: Option<String>,
+    /// How exec and console reach a box: `node` (enter the runner container from this node, like
+    /// the local runtime; needs the server on the box's node with hostPID), `api` (the Kubernetes
+    /// exec API), or `auto` (node when available for the box, else api; each fallback is logged).
+    #[arg(
+        long,
+        env = "FORKR_KUBE_EXEC",
+        default_value = "auto",
+        global = true,
+        help_heading = "Kubernetes runtime"
+    )]
+    kube_exec: kubernetes::node::ExecPath,
     /// Size of the btrfs image created when the data dir is not on btrfs (sparse), e.g. 64G.
     #[arg(long, env = "FORKR_IMAGE_SIZE", default_value = "64G", value_parser = parse_size, global = true)]
     image_size: u64,
@@ -111,6 +122,7 @@ fn kube_settings(cli: &Cli) -> anyhow::Result<kubernetes::Settings> {
     let mut s = kubernetes::Settings::new(&cli.kube_namespace, node);
     s.runner_image = cli.runner_image.clone();
     s.ingress_class = cli.ingress_class.clone();
+    s.exec_path = cli.kube_exec;
     s.tls = match &cli.wildcard_tls_secret {
         Some(secret) => kubernetes::Tls::WildcardSecret(secret.clone()),
         None => kubernetes::Tls::ClusterIssuer(cli.cluster_issuer.clone()),
@@ -202,6 +214,7 @@ async fn serve(cli: Cli) -> anyhow::Result<()> {
     let kube = cli.runtime == RuntimeKind::Kubernetes;
     let domain = setup::resolve_domain(cli.domain.clone(), kube)?;
     let mut config = Config::new(&cli.data_dir);
+    forkr_server::error::hide_server_paths(&cli.data_dir);
     config.domain = domain.clone();
     config.api_url = cli.api_url.clone();
     config.node_ip = cli.node_ip.clone();
@@ -263,4 +276,26 @@ async fn serve(cli: Cli) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kube_exec_defaults_to_auto_and_reaches_the_driver_settings() {
+        let parse = |extra: &[&str]| {
+            let mut args = vec!["forkr-server", "--runtime", "kubernetes", "--kube-node", "node-a"];
+            args.extend(extra);
+            Cli::try_parse_from(args)
+        };
+        let s = kube_settings(&parse(&[]).unwrap()).unwrap();
+        assert_eq!(s.exec_path, kubernetes::node::ExecPath::Auto);
+        let s = kube_settings(&parse(&["--kube-exec", "node"]).unwrap()).unwrap();
+        assert_eq!(s.exec_path, kubernetes::node::ExecPath::Node);
+        let s = kube_settings(&parse(&["--kube-exec", "api"]).unwrap()).unwrap();
+        assert_eq!(s.exec_path, kubernetes::node::ExecPath::Api);
+        let err = parse(&["--kube-exec", "kubelet"]).unwrap_err().to_string();
+        assert!(err.contains("auto, node or api"), "{err}");
+    }
 }

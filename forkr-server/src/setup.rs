@@ -63,6 +63,17 @@ pub async fn open_engine_with(
         RuntimeChoice::Kubernetes(settings) => {
             let k = Kubernetes::connect(settings).await.context("connecting to Kubernetes")?;
             tracing::info!(settings = ?k.settings(), "Kubernetes runtime ready");
+            // The per-exec choice is logged by the driver; this says which choices it may make.
+            tracing::info!(
+                exec_path = %k.settings().exec_path,
+                "exec and console: {}",
+                match k.settings().exec_path {
+                    kubernetes::node::ExecPath::Auto =>
+                        "through this node when the box's container is found here (hostPID), else the Kubernetes exec API",
+                    kubernetes::node::ExecPath::Node => "through this node only (--kube-exec node)",
+                    kubernetes::node::ExecPath::Api => "through the Kubernetes exec API only (--kube-exec api)",
+                }
+            );
             Arc::new(k)
         }
     };

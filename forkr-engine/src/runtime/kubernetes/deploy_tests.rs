@@ -100,6 +100,8 @@ fn the_server_runs_privileged_on_btrfs_nodes_with_the_data_dir_at_the_same_path(
     let pod = &ds["spec"]["template"]["spec"];
     assert_eq!(pod["nodeSelector"]["forkr.dev/btrfs"], "true");
     assert_eq!(pod["serviceAccountName"], "forkr-server");
+    // The node exec path finds box processes in the host's /proc.
+    assert_eq!(pod["hostPID"], true);
     let c = &pod["containers"][0];
     assert_eq!(c["securityContext"]["privileged"], true);
     let env = c["env"].as_array().unwrap();
@@ -117,6 +119,9 @@ fn the_server_runs_privileged_on_btrfs_nodes_with_the_data_dir_at_the_same_path(
     let vol = pod["volumes"].as_array().unwrap().iter().find(|v| v["name"] == "data").unwrap();
     assert_eq!(vol["hostPath"]["path"], data_dir, "box pods mount the paths the server names");
     assert_eq!(config["data"]["FORKR_RUNTIME"], "kubernetes");
+    // Box hosts are routed by their Ingresses: the local runtime's publish proxy stays off.
+    assert_eq!(config["data"]["FORKR_PROXY_LISTEN"], "off");
+    assert_eq!(config["data"]["FORKR_PROXY_HTTP_LISTEN"], "off");
     assert!(
         !config["data"]["FORKR_DOMAIN"].as_str().unwrap_or_default().is_empty(),
         "FORKR_DOMAIN is required"

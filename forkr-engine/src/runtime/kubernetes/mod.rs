@@ -22,13 +22,17 @@
 //!   success) and wait until the pods are gone, so the engine can delete the root.
 //! - `set_resources`: resize the running pod in place (the `resize` subresource, Kubernetes 1.33+);
 //!   where the cluster refuses, patch the Deployment's template instead (the pod restarts).
-//! - `exec` and `listening`: the Kubernetes exec API ([`exec`]).
+//! - `exec` and `listening`: through the node when the server runs on the box's node with
+//!   `hostPID` ([`node`]: enter the runner container's init like the local driver enters a PID 1),
+//!   else through the Kubernetes exec API ([`exec`]); [`Settings::exec_path`] chooses, and every
+//!   fallback is logged with its reason.
 //! - `expose`: re-apply Service and Ingress (`update PORT`, publish).
 
 #[cfg(test)]
 mod deploy_tests;
 pub mod exec;
 pub mod names;
+pub mod node;
 #[cfg(test)]
 mod openapi;
 pub mod pods;
@@ -49,7 +53,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use self::names::MANAGER;
-use self::pods::Pods;
+use self::node::ExecPath;
+use self::pods::{PodView, Pods};
 use super::{BoxKey, ExecIo, ExecSpec, Exposure, Listening, Process, Resources, Running, Runtime, StartSpec};
 use crate::{Error, ErrorKind, Result};
 
@@ -82,6 +87,8 @@ pub struct Settings {
     pub dns_zone: String,
     /// How long `start` waits for the pod to be Ready (an image pull can take a while).
     pub start_timeout: Duration,
+    /// How exec, console and `ports` reach a box (`--kube-exec`, default auto).
+    pub exec_path: ExecPath,
 }
 
 /// Default runner image (document 001).
@@ -106,6 +113,7 @@ impl Settings {
             tls: Tls::ClusterIssuer(DEFAULT_CLUSTER_ISSUER.into()),
             dns_zone: "forks".into(),
             start_timeout: Duration::from_secs(300),
+            exec_path: ExecPath::Auto,
         }
     }
 }
@@ -159,6 +167,17 @@ pub struct Kubernetes {
     watch: tokio::task::JoinHandle<()>,
     /// Run directory of each started box (the parent of its console log), for background logs.
     run_dirs: Mutex<std::collections::HashMap<BoxKey, PathBuf>>,
+    /// The inits found by the node path, by container ID: a scan of `/proc` is done once per
+    /// container, later execs only check that the PID is still that process.
+    inits: Mutex<std::collections::HashMap<String, node::ContainerInit>>,
+}
+
+/// Where one exec goes.
+enum Route {
+    /// Through the node: the runner container's init and the cgroup directories to join.
+    Node { init: Running, cgroups: Vec<PathBuf> },
+    /// Through the Kubernetes exec API, into this pod.
+    Api(String),
 }
 
 impl Drop for Kubernetes {
@@ -195,7 +214,7 @@ impl Kubernetes {
         let pods = Arc::new(Pods::default());
         let api: Api<Pod> = Api::namespaced(client.clone(), &settings.namespace);
         let watch = pods.spawn(api, &settings.instance, SYNC_TIMEOUT).await?;
-        Ok(Kubernetes { client, settings, pods, watch, run_dirs: Mutex::default() })
+        Ok(Kubernetes { client, settings, pods, watch, run_dirs: Mutex::default(), inits: Mutex::default() })
     }
 
     pub fn settings(&self) -> &Settings {
@@ -319,14 +338,88 @@ impl Kubernetes {
             .await
     }
 
-    /// The name of the box's live pod, or the error every exec-like call returns without one.
-    fn live_pod(&self, key: &BoxKey) -> Result<String> {
-        self.pods.alive(key).map(|p| p.name).ok_or_else(|| {
+    /// The box's live pod, or the error every exec-like call returns without one.
+    fn live_pod(&self, key: &BoxKey) -> Result<PodView> {
+        self.pods.alive(key).ok_or_else(|| {
             Error::conflict(
                 "box_not_running",
                 format!("box {:?} of project {:?} is not running; resume it first", key.name, key.project),
             )
         })
+    }
+
+    /// Chooses the way into the box for one exec (document 001: the node path when available,
+    /// else the Kubernetes exec API). The choice is logged, a fallback with its reason.
+    fn route(&self, key: &BoxKey) -> Result<Route> {
+        let pod = self.live_pod(key)?;
+        let mode = self.settings.exec_path;
+        if mode == ExecPath::Api {
+            return Ok(Route::Api(pod.name));
+        }
+        match self.node_target(&pod) {
+            Ok((init, cgroups)) => {
+                tracing::debug!(r#box = %key.name, project = %key.project, pod = %pod.name, pid = init.pid, "exec through the node");
+                Ok(Route::Node { init, cgroups })
+            }
+            Err(why) if mode == ExecPath::Auto => {
+                tracing::info!(r#box = %key.name, project = %key.project, pod = %pod.name, reason = %why, "node exec path unavailable; exec through the Kubernetes API");
+                Ok(Route::Api(pod.name))
+            }
+            Err(why) => Err(Error::new(
+                ErrorKind::Internal,
+                "kube_node_exec_unavailable",
+                format!(
+                    "cannot exec into box {:?} of project {:?} through the node (--kube-exec node): {why}; run the server on the box's node with hostPID, or use --kube-exec auto",
+                    key.name, key.project
+                ),
+            )),
+        }
+    }
+
+    /// The init of the pod's runner container on this node and the cgroups an exec joins, or why
+    /// the node path is not available for it.
+    fn node_target(&self, pod: &PodView) -> std::result::Result<(Running, Vec<PathBuf>), String> {
+        let here = &self.settings.node_name;
+        if pod.node.as_deref() != Some(here.as_str()) {
+            return Err(format!(
+                "pod {} runs on node {}, not on this server's node {here}",
+                pod.name,
+                pod.node.as_deref().unwrap_or("(none)")
+            ));
+        }
+        let status_id = pod.container_id.as_deref().ok_or_else(|| {
+            format!("pod {} reports no ID for its container {}", pod.name, render::CONTAINER)
+        })?;
+        let id = node::container_id(status_id)
+            .ok_or_else(|| format!("pod {} reports an unrecognised container ID {status_id:?}", pod.name))?;
+        let init = self.init_of(id)?;
+        let mountinfo = std::fs::read_to_string("/proc/self/mountinfo")
+            .map_err(|e| format!("cannot read /proc/self/mountinfo: {e}"))?;
+        let mounts = crate::runtime::local::cgroup::parse_mountinfo(&mountinfo);
+        let cgroups = node::cgroup_dirs(&mounts, &init.cgroups, id)?;
+        Ok((Running { pid: init.pid, start_time: init.start_time }, cgroups))
+    }
+
+    /// The init of container `id`: from the cache while that PID is still the same process, else
+    /// from a scan of `/proc`.
+    fn init_of(&self, id: &str) -> std::result::Result<node::ContainerInit, String> {
+        let same = |c: &node::ContainerInit| {
+            crate::runtime::local::procfs::stat(c.pid)
+                .is_some_and(|st| st.start_time == c.start_time && !st.is_dead())
+        };
+        let mut cache = self.inits.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(c) = cache.get(id).filter(|c| same(c)) {
+            return Ok(c.clone());
+        }
+        // Forget the inits of containers that are gone.
+        cache.retain(|_, c| same(c));
+        let init = node::find_init(std::path::Path::new("/proc"), id).ok_or_else(|| {
+            format!(
+                "no process of container {id} is visible in /proc (the server does not share the host's PID namespace: hostPID; or the container has just restarted)"
+            )
+        })?;
+        cache.insert(id.to_owned(), init.clone());
+        Ok(init)
     }
 }
 
@@ -463,7 +556,12 @@ impl Runtime for Kubernetes {
     }
 
     async fn exec(&self, key: &BoxKey, _run: &Running, spec: ExecSpec) -> Result<Process> {
-        let pod = self.live_pod(key)?;
+        let pod = match self.route(key)? {
+            Route::Node { init, cgroups } => {
+                return crate::runtime::local::exec::exec_in(&init, &cgroups, spec).await;
+            }
+            Route::Api(pod) => pod,
+        };
         let run_dir = match &spec.io {
             ExecIo::Detached { log } => {
                 let known = self.run_dirs.lock().unwrap_or_else(|p| p.into_inner()).get(key).cloned();
@@ -520,8 +618,10 @@ impl Runtime for Kubernetes {
     }
 
     async fn listening(&self, key: &BoxKey, _run: &Running) -> Result<Vec<Listening>> {
-        let pod = self.live_pod(key)?;
-        exec::listening(&self.api::<Pod>(), &pod).await
+        match self.route(key)? {
+            Route::Node { init, .. } => node::listening(init.pid),
+            Route::Api(pod) => exec::listening(&self.api::<Pod>(), &pod).await,
+        }
     }
 
     async fn expose(&self, key: &BoxKey, exposure: &Exposure) -> Result<()> {

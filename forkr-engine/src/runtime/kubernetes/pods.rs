@@ -34,6 +34,11 @@ pub struct PodView {
     pub problem: Option<String>,
     /// Creation time, seconds since the epoch (0 when unknown).
     pub created: u64,
+    /// The node the pod is bound to (`spec.nodeName`).
+    pub node: Option<String>,
+    /// The runner container's ID as its status reports it (`containerd://<id>`): how the node
+    /// path finds the box's processes.
+    pub container_id: Option<String>,
 }
 
 impl PodView {
@@ -59,6 +64,11 @@ impl PodView {
                 .as_ref()
                 .map(|t| u64::try_from(t.0.as_second()).unwrap_or(0))
                 .unwrap_or(0),
+            node: pod.spec.as_ref().and_then(|s| s.node_name.clone()),
+            container_id: status
+                .and_then(|s| s.container_statuses.as_ref())
+                .and_then(|cs| cs.iter().find(|c| c.name == super::render::CONTAINER))
+                .and_then(|c| c.container_id.clone()),
         };
         Some((key, view))
     }

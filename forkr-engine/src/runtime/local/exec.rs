@@ -316,6 +316,20 @@ pub(super) async fn exec(
     run: &Running,
     spec: ExecSpec,
 ) -> Result<Process> {
+    exec_in(run, &cgroups.dirs(cgroup), spec).await
+}
+
+/// Starts `spec` in the namespaces and root of the process `run` names (host PID and start time,
+/// so a reused PID is refused), joining the cgroup directories `cgroup_dirs` (one per hierarchy).
+///
+/// The one entry point shared by the local driver (a box's PID 1) and the Kubernetes driver's node
+/// path (the init of a box's runner container, found through its cgroup), so that both get the
+/// same isolation, PTY handling and error messages.
+pub(crate) async fn exec_in(
+    run: &Running,
+    cgroup_dirs: &[std::path::PathBuf],
+    spec: ExecSpec,
+) -> Result<Process> {
     validate(&spec)?;
     let pidfd = open_pid1(run)?;
     let rootfd = nix::fcntl::open(
@@ -324,14 +338,14 @@ pub(super) async fn exec(
         nix::sys::stat::Mode::empty(),
     )
     .map_err(|e| Error::io("opening the box root of PID 1", e.into()))?;
-    let cgroup_fds = cgroups
-        .procs_files(cgroup)
+    let cgroup_fds = cgroup_dirs
         .iter()
+        .map(|d| d.join("cgroup.procs"))
         .map(|p| {
             std::fs::OpenOptions::new()
                 .write(true)
                 .custom_flags(libc::O_CLOEXEC)
-                .open(p)
+                .open(&p)
                 .map(OwnedFd::from)
                 .map_err(|e| Error::io(format!("opening {}", p.display()), e))
         })
@@ -402,7 +416,7 @@ pub(super) async fn exec(
     // The host PID: reported by the intermediate, except for a detached process (forked once
     // more inside the box), which is found among the box cgroup's processes.
     let host_pid = if detached {
-        super::cgroup::pids_in(&cgroups.dirs(cgroup))
+        super::cgroup::pids_in(cgroup_dirs)
             .into_iter()
             .map(|p| p as u32)
             .find(|p| procfs::nested_pid(*p) == Some(box_pid))

@@ -20,10 +20,10 @@
 //! the PID 1s it starts; after a server restart they are adopted by the host's init instead and
 //! keep running. Boxes are found again from their [`Running`] record (PID + start time).
 
-mod cgroup;
-mod exec;
+pub(crate) mod cgroup;
+pub(crate) mod exec;
 pub mod net;
-mod procfs;
+pub(crate) mod procfs;
 mod rootfs;
 mod shim;
 mod sys;

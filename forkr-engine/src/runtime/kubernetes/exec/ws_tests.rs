@@ -79,11 +79,17 @@ async fn exec_endpoint(
         })
         .collect();
     ws.protocols(["v5.channel.k8s.io", "v4.channel.k8s.io"])
-        .on_upgrade(move |socket| session(socket, argv, stdin))
+        .on_upgrade(move |socket| session(socket, argv, stdin, node.seen))
 }
 
 /// Runs `argv` and relays its streams over the socket until it exits (or the client goes away).
-async fn session(mut socket: WebSocket, argv: Vec<String>, with_stdin: bool) {
+/// Terminal resizes (channel 4) are recorded in `seen` as `resize <json>`.
+async fn session(
+    mut socket: WebSocket,
+    argv: Vec<String>,
+    with_stdin: bool,
+    seen: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+) {
     let mut child = tokio::process::Command::new(&argv[0])
         .args(&argv[1..])
         .stdin(if with_stdin { Stdio::piped() } else { Stdio::null() })
@@ -111,6 +117,9 @@ async fn session(mut socket: WebSocket, argv: Vec<String>, with_stdin: bool) {
                     if let Some(s) = stdin.as_mut() { let _ = s.write_all(&b[1..]).await; }
                 }
                 Some(Ok(Message::Binary(b))) if b[..] == [255, 0] => { stdin = None; }
+                Some(Ok(Message::Binary(b))) if b.first() == Some(&4) => {
+                    seen.lock().unwrap().push(format!("resize {}", String::from_utf8_lossy(&b[1..])));
+                }
                 Some(Ok(_)) => {}
                 // The client went away: the process goes with it (kill_on_drop).
                 None | Some(Err(_)) => return,
@@ -271,6 +280,46 @@ async fn listening_reads_the_pods_tcp_sockets() {
     sorted.sort();
     sorted.dedup();
     assert_eq!(found, sorted);
+}
+
+#[tokio::test]
+async fn a_console_gets_a_tty_exec_whose_size_follows_the_client() {
+    let h = harness().await;
+    // The stand-in runs the command with pipes (a PTY is the kubelet's job); what matters here is
+    // the request (tty, no separate stderr), the stream plumbing and the resize channel.
+    let script = "read line; echo got:$line; read line; echo bye";
+    let mut p =
+        exec(&h.api, "web-1", None, spec(&["/bin/sh", "-c", script], ExecIo::Tty { rows: 24, cols: 80 }))
+            .await
+            .unwrap();
+    assert!(p.stderr.is_none(), "a TTY has one output stream");
+    let mut stdin = p.stdin.take().unwrap();
+    let mut stdout = p.stdout.take().unwrap();
+    stdin.write_all(b"one\n").await.unwrap();
+    let mut buf = vec![0u8; 64];
+    let n = stdout.read(&mut buf).await.unwrap();
+    assert_eq!(&buf[..n], b"got:one\n");
+    p.pty.as_ref().unwrap().resize(50, 132).unwrap();
+    // kube sends resizes and stdin from separate queues, so their order on the socket is not
+    // fixed: wait for the resize to arrive before the input that ends the session.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while h.node.seen.lock().unwrap().len() < 3 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    stdin.write_all(b"two\n").await.unwrap();
+    let mut rest = String::new();
+    stdout.read_to_string(&mut rest).await.unwrap();
+    assert_eq!(rest, "bye\n");
+    assert_eq!(p.wait.await.unwrap(), 0);
+    let seen = h.node.seen.lock().unwrap().clone();
+    assert_eq!(
+        seen,
+        [
+            "web-1 container=fork&stdin=true&stdout=true&tty=true",
+            r#"resize {"Width":80,"Height":24}"#,
+            r#"resize {"Width":132,"Height":50}"#,
+        ]
+    );
 }
 
 #[test]

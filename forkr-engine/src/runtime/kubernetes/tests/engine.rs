@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use super::fake::{Call, Cluster};
 use super::{deployments, ingresses, name, pods, services, settings};
-use crate::api::{BoxStatus, CreateBox, UpdateBox};
+use crate::api::{BoxStatus, CreateBox, PublishRequest, UnpublishRequest, UpdateBox};
 use crate::engine::{BaseImport, Config, Engine};
 use crate::runtime::kubernetes::Kubernetes;
 use crate::storage::btrfs::Btrfs;
@@ -181,4 +181,96 @@ async fn a_box_whose_pod_never_gets_ready_is_rolled_back() {
     assert!(c.lock().objects.is_empty(), "{:?}", c.lock().objects.keys().collect::<Vec<_>>());
     assert!(!e.layout().root("proj", "web").exists());
     assert!(e.get_box("proj", "web").is_err());
+}
+
+/// The hosts of a box's Ingress in the fake cluster (rules and TLS must agree), `None` without one.
+fn ingress_hosts(c: &Cluster, b: &str) -> Option<Vec<String>> {
+    let ing = c.lock().objects.get(&("ingresses".to_owned(), name(b))).cloned()?;
+    let strs = |v: &serde_json::Value| -> Vec<String> {
+        v.as_array().unwrap().iter().map(|h| h.as_str().unwrap().to_owned()).collect()
+    };
+    let rules: Vec<String> = ing["spec"]["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["host"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(rules, strs(&ing["spec"]["tls"][0]["hosts"]), "TLS covers exactly the routed hosts");
+    Some(rules)
+}
+
+#[tokio::test]
+async fn publish_unpublish_and_takeover_rewrite_the_ingresses() {
+    let s = setup(std::time::Duration::from_secs(10)).await;
+    let (e, c) = (&s.engine, &s.cluster);
+    for b in ["web", "api"] {
+        e.create_box("proj", CreateBox { name: b.into(), ..CreateBox::default() }).await.unwrap();
+    }
+    assert_eq!(ingress_hosts(c, "web").unwrap(), ["web.proj.example.com"]);
+    c.lock().calls.clear();
+    let shop = || PublishRequest { subdomain: Some("shop".into()), ..PublishRequest::default() };
+    let p = e.publish("proj", "web", shop()).await.unwrap();
+    assert_eq!(p.host, "shop.example.com");
+    let n = name("web");
+    assert_eq!(
+        lines(c),
+        [
+            format!("POST {}", services()),
+            format!("GET {}/{n}", services()),
+            format!("PUT {}/{n}", services()),
+            format!("POST {}", ingresses()),
+            format!("GET {}/{n}", ingresses()),
+            format!("PUT {}/{n}", ingresses()),
+        ]
+    );
+    assert_eq!(ingress_hosts(c, "web").unwrap(), ["web.proj.example.com", "shop.example.com"]);
+    let ing = c.lock().objects[&("ingresses".to_owned(), n.clone())].clone();
+    assert_eq!(ing["metadata"]["annotations"]["cert-manager.io/cluster-issuer"], "letsencrypt");
+    assert_eq!(ing["spec"]["tls"][0]["secretName"], format!("{n}-tls"));
+    assert!(e.get_box("proj", "web").unwrap().published.contains(&"shop.example.com".to_owned()));
+
+    // Taken: 409 without --force, and no API call.
+    let err = e.publish("proj", "api", shop()).await.unwrap_err();
+    assert_eq!(err.kind(), crate::ErrorKind::Conflict);
+    assert!(lines(c).is_empty());
+    // --force moves the host: api's Ingress gains it, web's loses it.
+    e.publish("proj", "api", PublishRequest { force: true, ..shop() }).await.unwrap();
+    assert_eq!(ingress_hosts(c, "api").unwrap(), ["api.proj.example.com", "shop.example.com"]);
+    assert_eq!(ingress_hosts(c, "web").unwrap(), ["web.proj.example.com"]);
+
+    e.unpublish("proj", "api", UnpublishRequest { subdomain: Some("shop".into()), ..Default::default() })
+        .await
+        .unwrap();
+    assert_eq!(ingress_hosts(c, "api").unwrap(), ["api.proj.example.com"]);
+}
+
+#[tokio::test]
+async fn a_restarted_server_re_attaches_to_running_boxes_without_touching_them() {
+    let s = setup(std::time::Duration::from_secs(10)).await;
+    let Setup { engine, cluster, _fs: fs, _dir: dir } = s;
+    for b in ["web", "db"] {
+        engine.create_box("proj", CreateBox { name: b.into(), ..CreateBox::default() }).await.unwrap();
+    }
+    engine.stop_box("proj", "db").await.unwrap();
+    let config = engine.config().clone();
+    drop(engine);
+    cluster.lock().calls.clear();
+
+    // A new server process: a new driver over the same cluster, the same data dir and database.
+    let layout = fs.layout();
+    let k = Kubernetes::with_client(cluster.client(), settings()).await.unwrap();
+    let store = Store::open(&layout.db()).unwrap();
+    let engine = Arc::new(Engine::new(config, Arc::new(Btrfs::new()), Arc::new(k), store));
+    let r = engine.reconcile().await.unwrap();
+    assert_eq!((r.attached, r.restarted, r.failed), (1, 0, 0), "{r:?}");
+    assert!(lines(&cluster).is_empty(), "re-attaching writes nothing to the cluster");
+    assert_eq!(engine.get_box("proj", "web").unwrap().status, BoxStatus::Running);
+    assert_eq!(engine.get_box("proj", "db").unwrap().status, BoxStatus::Stopped);
+    // And it drives them as its own: stop web, resume db.
+    engine.stop_box("proj", "web").await.unwrap();
+    assert_eq!(engine.resume_box("proj", "db").await.unwrap().status, BoxStatus::Running);
+    engine.delete_box("proj", "db", true).await.unwrap();
+    engine.delete_box("proj", "web", true).await.unwrap();
+    assert!(cluster.lock().objects.is_empty());
+    drop(dir);
 }

@@ -192,6 +192,19 @@ impl State {
         }
     }
 
+    /// Binds a pod to `node` and reports its runner container's ID, as the scheduler and the
+    /// kubelet do (the node exec path looks for that container on this machine).
+    pub fn set_container(&mut self, pod: &str, node: &str, container_id: &str) {
+        if let Some(mut p) = self.pods.get(pod).cloned() {
+            p["spec"]["nodeName"] = json!(node);
+            p["status"]["containerStatuses"] = json!([{
+                "name": "fork", "image": "ubuntu:24.04", "imageID": "", "ready": true, "restartCount": 0,
+                "containerID": container_id,
+            }]);
+            self.put_pod("MODIFIED", p);
+        }
+    }
+
     /// Removes a terminating pod (the kubelet is done with it).
     pub fn finish_delete(&mut self, pod: &str) {
         if let Some(p) = self.pods.get(pod).cloned() {
@@ -419,9 +432,15 @@ impl Cluster {
 
     /// A kube client whose requests this fake answers, and the fake.
     pub fn start() -> (kube::Client, Cluster) {
-        let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<StreamBody>>();
         let cluster = Cluster(Arc::new(Mutex::new(State { auto_ready: true, ..State::default() })));
-        let c = cluster.clone();
+        (cluster.client(), cluster)
+    }
+
+    /// Another client of the same fake cluster (a restarted server talks to the cluster its
+    /// predecessor left).
+    pub fn client(&self) -> kube::Client {
+        let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<StreamBody>>();
+        let c = self.clone();
         tokio::spawn(async move {
             while let Some((req, send)) = handle.next_request().await {
                 let (parts, body) = req.into_parts();
@@ -457,7 +476,7 @@ impl Cluster {
                 send.send_response(resp);
             }
         });
-        (kube::Client::new(service, "forks"), cluster)
+        kube::Client::new(service, "forks")
     }
 }
 

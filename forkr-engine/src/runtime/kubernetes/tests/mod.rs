@@ -483,3 +483,214 @@ async fn the_server_lists_its_boxes_by_label() {
         Some("app.kubernetes.io/managed-by=forkr,forkr.dev/instance=node-a")
     );
 }
+
+#[tokio::test]
+async fn publish_creates_the_ingress_with_a_cert_manager_certificate_per_box() {
+    let (k, c) = driver().await;
+    started(&k, &c, "web").await;
+    let n = name("web");
+    // No public host left: the Ingress goes; publishing again creates it (POST, not an adoption).
+    k.expose(&key("web"), &Exposure { port: 8080, hosts: vec![] }).await.unwrap();
+    c.lock().calls.clear();
+    let hosts = vec!["web.proj.example.com".to_owned(), "shop.example.com".to_owned()];
+    k.expose(&key("web"), &Exposure { port: 8080, hosts: hosts.clone() }).await.unwrap();
+    let calls = c.lock().driver_calls();
+    assert_eq!(
+        calls.iter().map(Call::line).collect::<Vec<_>>(),
+        [
+            format!("POST {}", services()),
+            format!("GET {}/{n}", services()),
+            format!("PUT {}/{n}", services()),
+            format!("POST {}", ingresses()),
+        ]
+    );
+    for call in &calls {
+        if call.method != "GET" {
+            assert_eq!(call.query.get("fieldManager").map(String::as_str), Some("forkr"), "{call:?}");
+        }
+    }
+    let ing = &calls[3].body;
+    assert_eq!(ing["kind"], "Ingress");
+    assert_eq!(ing["metadata"]["annotations"], json!({"cert-manager.io/cluster-issuer": "letsencrypt"}));
+    assert_eq!(ing["spec"]["tls"], json!([{"hosts": hosts, "secretName": format!("{n}-tls")}]));
+    let rule_hosts: Vec<&str> =
+        ing["spec"]["rules"].as_array().unwrap().iter().map(|r| r["host"].as_str().unwrap()).collect();
+    assert_eq!(rule_hosts, ["web.proj.example.com", "shop.example.com"]);
+    for r in ing["spec"]["rules"].as_array().unwrap() {
+        assert_eq!(r["http"]["paths"][0]["backend"]["service"], json!({"name": n, "port": {"number": 8080}}));
+    }
+    assert!(ing["spec"].get("ingressClassName").is_none(), "the cluster's default class");
+}
+
+#[tokio::test]
+async fn publish_with_a_wildcard_secret_uses_it_without_cert_manager() {
+    let (client, c) = Cluster::start();
+    let mut s = settings();
+    s.tls = Tls::WildcardSecret("wildcard-example-com".into());
+    s.ingress_class = Some("nginx".into());
+    let k = Kubernetes::with_client(client, s).await.unwrap();
+    started(&k, &c, "web").await;
+    let n = name("web");
+    let hosts = vec!["web.proj.example.com".to_owned(), "api.example.com".to_owned()];
+    k.expose(&key("web"), &Exposure { port: 9000, hosts: hosts.clone() }).await.unwrap();
+    let calls = c.lock().driver_calls();
+    let put = by_line(&calls, &format!("PUT {}/{n}", ingresses()));
+    assert_eq!(put.query.get("fieldManager").map(String::as_str), Some("forkr"));
+    assert!(put.body["metadata"].get("annotations").is_none(), "{:#}", put.body);
+    assert_eq!(put.body["spec"]["ingressClassName"], "nginx");
+    assert_eq!(put.body["spec"]["tls"], json!([{"hosts": hosts, "secretName": "wildcard-example-com"}]));
+    assert_eq!(put.body["spec"]["rules"][1]["host"], "api.example.com");
+    // What the cluster now holds is the new Ingress, not a merge with the old one.
+    let stored = c.lock().objects[&("ingresses".to_owned(), n)].clone();
+    assert_eq!(stored["spec"]["tls"][0]["secretName"], "wildcard-example-com");
+    assert_eq!(stored["spec"]["rules"].as_array().unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn a_restarted_server_finds_its_boxes_and_pods_again() {
+    let (k, c) = driver().await;
+    started(&k, &c, "web").await;
+    let run = started(&k, &c, "db").await;
+    k.stop(&key("db"), &run, Duration::from_secs(10)).await.unwrap();
+    drop(k);
+    c.lock().calls.clear();
+    let k = Kubernetes::with_client(c.client(), settings()).await.unwrap();
+    // Both Deployments are listed; only web has a (Ready) pod, seen by the first list.
+    assert_eq!(k.list_boxes().await.unwrap(), vec![key("db"), key("web")]);
+    assert!(k.is_alive(&key("web"), &Running { pid: 1, start_time: 0 }));
+    assert!(!k.is_alive(&key("db"), &Running { pid: 1, start_time: 0 }));
+    assert_eq!(c.lock().lines(), [format!("GET {}", deployments())], "nothing written");
+}
+
+/// A driver over `c` with exec path `mode` (a second server view of the same fake cluster).
+async fn driver_with(c: &Cluster, mode: node::ExecPath) -> Kubernetes {
+    let mut s = settings();
+    s.exec_path = mode;
+    Kubernetes::with_client(c.client(), s).await.unwrap()
+}
+
+/// Starts box `b`, then binds its pod to `node` with runner container `container_id`, and waits
+/// until every driver in `ks` has seen that.
+async fn started_on(
+    k: &Kubernetes,
+    c: &Cluster,
+    b: &str,
+    node: &str,
+    container_id: &str,
+    ks: &[&Kubernetes],
+) {
+    started(k, c, b).await;
+    let pod = c.lock().pods.keys().next().cloned().unwrap();
+    c.lock().set_container(&pod, node, container_id);
+    for _ in 0..500 {
+        if ks
+            .iter()
+            .all(|k| k.pods.alive(&key(b)).is_some_and(|p| p.container_id.as_deref() == Some(container_id)))
+        {
+            c.lock().calls.clear();
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("the drivers did not see the pod's container");
+}
+
+fn exec_spec(script: &str) -> ExecSpec {
+    ExecSpec {
+        argv: vec!["sh".into(), "-c".into(), script.into()],
+        env: vec![("PATH".into(), "/bin".into())],
+        cwd: "/".into(),
+        uid: 0,
+        gid: 0,
+        io: ExecIo::Pipes,
+    }
+}
+
+/// The exec API calls among the driver's calls.
+fn exec_calls(c: &Cluster) -> Vec<Call> {
+    c.lock().driver_calls().into_iter().filter(|c| c.path.ends_with("/exec")).collect()
+}
+
+#[tokio::test]
+async fn on_the_boxs_node_exec_and_ports_go_through_the_node_without_an_api_call() {
+    let fake = crate::runtime::kubernetes::node::tests::FakeContainer::start();
+    let (k, c) = driver().await;
+    let run = Running { pid: 1, start_time: 0 };
+    started_on(&k, &c, "web", "node-a", &format!("containerd://{}", fake.id), &[&k]).await;
+    let mut p = k.exec(&key("web"), &run, exec_spec("cat /marker; hostname")).await.unwrap();
+    drop(p.stdin.take());
+    let mut out = String::new();
+    tokio::io::AsyncReadExt::read_to_string(p.stdout.as_mut().unwrap(), &mut out).await.unwrap();
+    assert_eq!(p.wait.await.unwrap(), 0);
+    assert_eq!(out, format!("{}web.proj\n", node::tests::MARKER));
+    // The second exec uses the cached init (no new scan), and `ports` reads the pod's sockets.
+    let p = k.exec(&key("web"), &run, exec_spec("true")).await.unwrap();
+    assert_eq!(p.wait.await.unwrap(), 0);
+    assert!(k.listening(&key("web"), &run).await.unwrap().is_empty(), "nothing listens in the box");
+    assert!(c.lock().driver_calls().is_empty(), "{:?}", c.lock().lines());
+
+    // --kube-exec api: the exec API even though the node path is there.
+    let api = driver_with(&c, node::ExecPath::Api).await;
+    c.lock().calls.clear();
+    let _ = api.exec(&key("web"), &run, exec_spec("true")).await;
+    assert_eq!(exec_calls(&c).len(), 1, "{:?}", c.lock().lines());
+}
+
+#[tokio::test]
+async fn without_the_node_path_exec_falls_back_to_the_kubernetes_exec_api() {
+    let (k, c) = driver().await;
+    let strict = driver_with(&c, node::ExecPath::Node).await;
+    let run = Running { pid: 1, start_time: 0 };
+    // The container is not on this machine (no process of it in /proc).
+    let absent = format!("containerd://{}", "0123456789abcdef".repeat(4));
+    started_on(&k, &c, "web", "node-a", &absent, &[&k, &strict]).await;
+    let pod = c.lock().pods.keys().next().cloned().unwrap();
+
+    // auto: the Kubernetes exec API, into the runner container, wrapped into the root. (The fake
+    // cannot upgrade to a WebSocket; exec/ws_tests.rs runs this path for real.)
+    let _ = k.exec(&key("web"), &run, exec_spec("cat /marker")).await;
+    let calls = exec_calls(&c);
+    assert_eq!(
+        calls.iter().map(Call::line).collect::<Vec<_>>(),
+        [format!("GET /api/v1{NS}/pods/{pod}/exec")]
+    );
+    assert_eq!(calls[0].query.get("container").map(String::as_str), Some("fork"));
+    // (The fake keeps the last of the repeated `command` parameters: the argv's last word.)
+    assert_eq!(calls[0].query.get("command").map(String::as_str), Some("cat /marker"));
+    c.lock().calls.clear();
+    let _ = k.listening(&key("web"), &run).await;
+    assert_eq!(exec_calls(&c).len(), 1, "ports through the exec API too");
+
+    // node: refuses, saying why, and makes no call.
+    c.lock().calls.clear();
+    let e = strict.exec(&key("web"), &run, exec_spec("true")).await.err().unwrap();
+    assert_eq!(e.code(), "kube_node_exec_unavailable");
+    assert!(e.message().contains("hostPID"), "{}", e.message());
+    assert!(c.lock().driver_calls().is_empty());
+}
+
+#[tokio::test]
+async fn a_pod_on_another_node_or_without_a_container_id_is_reached_through_the_api() {
+    let (k, c) = driver().await;
+    let strict = driver_with(&c, node::ExecPath::Node).await;
+    let run = Running { pid: 1, start_time: 0 };
+    // As started: no nodeName and no container status yet.
+    started(&k, &c, "web").await;
+    let e = strict.exec(&key("web"), &run, exec_spec("true")).await.err().unwrap();
+    assert!(e.message().contains("runs on node (none)"), "{}", e.message());
+    let fake = crate::runtime::kubernetes::node::tests::FakeContainer::start();
+    let id = format!("containerd://{}", fake.id);
+    let pod = c.lock().pods.keys().next().cloned().unwrap();
+    c.lock().set_container(&pod, "node-b", &id);
+    for _ in 0..500 {
+        if strict.pods.alive(&key("web")).is_some_and(|p| p.container_id.as_deref() == Some(id.as_str())) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let e = strict.exec(&key("web"), &run, exec_spec("true")).await.err().unwrap();
+    assert!(e.message().contains("runs on node node-b, not on this server's node node-a"), "{}", e.message());
+    c.lock().calls.clear();
+    let _ = k.exec(&key("web"), &run, exec_spec("true")).await;
+    assert_eq!(exec_calls(&c).len(), 1, "auto falls back: {:?}", c.lock().lines());
+}
