@@ -1,7 +1,8 @@
 //! `forkr-bench`: starts a real server on a fresh data dir and prints a table of median and p95
 //! timings for the operations the issues set targets for. Speed targets live here, never in tests.
 //!
-//! Usage: `cargo build --release --bins && target/release/forkr-bench [--quick]`
+//! Usage: `cargo build --release --bins && target/release/forkr-bench [--quick] [--only SECTION]`
+//! (sections: boxes, snapshots, workspace, proxy).
 
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -72,13 +73,32 @@ fn time<T>(f: impl FnOnce() -> T) -> (Duration, T) {
 
 fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
+    let only = std::env::args().skip_while(|a| a != "--only").nth(1);
+    let section = |name: &str| only.as_deref().is_none_or(|o| o == name);
     let n = |full: usize| if quick { full.div_ceil(5).max(3) } else { full };
     let s = Server::start_with_image("24G");
     let api = Api::new(&s);
-    let boxes = "/v1/projects/bench/boxes";
     let mut t = Table::default();
 
-    // ---- issue 2: create, exec ----
+    if section("boxes") {
+        boxes_bench(&s, &api, &mut t, &n);
+    }
+    if section("snapshots") {
+        snapshot_bench(&s, &api, &mut t, &n);
+    }
+    if section("workspace") {
+        workspace_bench(&s, &mut t, &n);
+    }
+    if section("proxy") {
+        proxy_bench(&s, &api, &mut t, quick);
+    }
+
+    t.print();
+}
+
+/// Issue 2: create, exec through the API and the CLI, create + first exec against `runc run`.
+fn boxes_bench(s: &Server, api: &Api, t: &mut Table, n: &dyn Fn(usize) -> usize) {
+    let boxes = "/v1/projects/bench/boxes";
     let mut create = Vec::new();
     for i in 0..n(30) {
         let (d, _) = time(|| api.post(boxes, json!({"name": format!("c{i}")})));
@@ -119,19 +139,13 @@ fn main() {
         api.delete(&format!("{boxes}/f{i}?force=true"));
     }
 
-    match runc_bench(&s, n(30)) {
+    match runc_bench(s, n(30)) {
         Some(samples) => {
             let theirs = t.add("runc run /bin/true (same root filesystem)", samples, "reference");
             println!("create+first exec is {:.1}x faster than runc run\n", theirs / ours);
         }
         None => eprintln!("runc not installed: skipping the runc comparison (apt-get install runc)"),
     }
-
-    snapshot_bench(&s, &api, &mut t, &n);
-    workspace_bench(&s, &mut t, &n);
-    proxy_bench(&s, &api, &mut t, quick);
-
-    t.print();
 }
 
 /// Issue 3: snapshot create on a 200 MB and a 2 GB root (O(1): both should cost the same),
@@ -253,89 +267,228 @@ fn workspace_bench(s: &Server, t: &mut Table, n: &dyn Fn(usize) -> usize) {
 }
 
 /// Issue 5: requests per second through the publish proxy against the same requests sent straight
-/// to the box's address on the bridge, in the same run (busybox httpd in the box; 4 client threads,
-/// one connection per request both ways, since busybox httpd closes every connection). Rounds
-/// alternate direct and proxied so that machine noise hits both; the best round of each counts.
+/// to the box (busybox httpd, a 1 KiB page, 4 client threads), same run; nginx in front of the
+/// same kind of box, when installed, as the reference. Two client behaviours: a new connection
+/// per request, and keep-alive clients (browsers, wrk) that reuse their connection.
 fn proxy_bench(s: &Server, api: &Api, t: &mut Table, quick: bool) {
-    use std::io::{Read, Write};
+    let window = Duration::from_millis(if quick { 700 } else { 2000 });
+    for keep_alive in [false, true] {
+        let mode = if keep_alive { "keep-alive clients" } else { "a new connection per request" };
+        // Each proxy, and each phase, gets a box of its own: a proxy that closes its side of a
+        // box connection first holds a local port in TIME_WAIT for 60 s, and the host has ~28k
+        // ports per box address. Sharing one box would measure port exhaustion, not the proxy.
+        let tag = if keep_alive { "ka" } else { "nc" };
+        let ours = web_box(api, &format!("{tag}-forkr"));
+        let theirs = web_box(api, &format!("{tag}-nginx"));
+        let nginx = Nginx::start(&theirs.1);
+        if nginx.is_none() {
+            eprintln!("nginx not installed: skipping the reference proxy (apt-get install nginx-light)");
+        }
+        let mut targets = vec![
+            ("straight to the box", ours.1.clone(), ours.0.clone()),
+            ("through the publish proxy", s.proxy_http.clone(), ours.0.clone()),
+        ];
+        if let Some(n) = &nginx {
+            targets.push(("through nginx (reference)", n.addr.clone(), theirs.0.clone()));
+        }
+        for (_, addr, host) in &targets {
+            let ready = (0..200).any(|_| {
+                let ok = get_once(addr, host);
+                if !ok {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                ok
+            });
+            assert!(ready, "{addr} ({host}) never answered");
+        }
+        let round = |addr: &str, host: &str| -> (f64, Vec<Duration>) {
+            let start = Instant::now();
+            let per_thread: Vec<Vec<Duration>> = std::thread::scope(|scope| {
+                let handles: Vec<_> = (0..4)
+                    .map(|_| {
+                        scope.spawn(|| {
+                            let mut lat = Vec::new();
+                            let mut conn = None;
+                            while start.elapsed() < window {
+                                let (d, ok) = time(|| {
+                                    if keep_alive {
+                                        keep_alive_get(&mut conn, addr, host)
+                                    } else {
+                                        get_once(addr, host)
+                                    }
+                                });
+                                assert!(ok, "request to {addr} failed");
+                                lat.push(d);
+                            }
+                            lat
+                        })
+                    })
+                    .collect();
+                handles.into_iter().map(|h| h.join().expect("client thread")).collect()
+            });
+            let lat: Vec<Duration> = per_thread.into_iter().flatten().collect();
+            (lat.len() as f64 / start.elapsed().as_secs_f64(), lat)
+        };
+        let mut best: Vec<(f64, Vec<Duration>)> = vec![(0.0, Vec::new()); targets.len()];
+        for _ in 0..if quick { 2 } else { 3 } {
+            for (i, (_, addr, host)) in targets.iter().enumerate() {
+                let r = round(addr, host);
+                if r.0 > best[i].0 {
+                    best[i] = r;
+                }
+            }
+        }
+        for ((what, _, _), (rate, lat)) in targets.iter().zip(&best) {
+            t.add(&format!("GET 1 KiB page {what} ({mode})"), lat.clone(), &format!("{rate:.0} req/s"));
+        }
+        println!(
+            "publish proxy, {mode}: {:.0} req/s vs {:.0} req/s direct: ratio {:.2} (target >= 0.7)",
+            best[1].0,
+            best[0].0,
+            best[1].0 / best[0].0
+        );
+        if best.len() > 2 {
+            println!("  nginx as the proxy, same run: ratio {:.2}", best[2].0 / best[0].0);
+        }
+        println!();
+    }
+}
+
+/// A published box serving a 1 KiB page with busybox httpd on port 8080: (its host, its
+/// address on the bridge).
+fn web_box(api: &Api, name: &str) -> (String, String) {
     let boxes = "/v1/projects/bench/boxes";
-    api.post(boxes, json!({"name": "px"}));
-    let sh = |cmd: &str| api.post(&format!("{boxes}/px/exec"), json!({"cmd": ["sh", "-c", cmd]}));
+    api.post(boxes, json!({"name": name}));
+    let sh = |cmd: &str| api.post(&format!("{boxes}/{name}/exec"), json!({"cmd": ["sh", "-c", cmd]}));
     sh("mkdir -p /srv/www && head -c 1024 /dev/zero | tr '\\0' x > /srv/www/index.html");
     api.post(
-        &format!("{boxes}/px/exec"),
+        &format!("{boxes}/{name}/exec"),
         json!({"cmd": ["httpd", "-f", "-p", "8080", "-h", "/srv/www"], "bg": true}),
     );
-    api.post(&format!("{boxes}/px/publish"), json!({"subdomain": "px"}));
-    let ip_out = sh("ip -o -4 addr show eth0");
-    let ip_line = ip_out["stdout"].as_str().unwrap_or_default().to_owned();
-    let ip = ip_line.split_whitespace().skip_while(|w| *w != "inet").nth(1).and_then(|a| a.split('/').next());
-    let direct = format!("{}:8080", ip.expect("the box has an address on the bridge"));
-    let proxied = s.proxy_http.clone();
-    let request = b"GET /index.html HTTP/1.1\r\nHost: px.localhost\r\nConnection: close\r\n\r\n";
-    let one = |addr: &str| -> bool {
-        let Ok(mut c) = std::net::TcpStream::connect(addr) else { return false };
-        let mut resp = Vec::with_capacity(2048);
-        if c.write_all(request).is_err() || c.read_to_end(&mut resp).is_err() {
+    let published = api.post(&format!("{boxes}/{name}/publish"), json!({"subdomain": name}));
+    let host = published["host"].as_str().map_or_else(|| format!("{name}.bench.localhost"), str::to_owned);
+    let out = sh("ip -o -4 addr show eth0");
+    let line = out["stdout"].as_str().unwrap_or_default().to_owned();
+    let ip = line.split_whitespace().skip_while(|w| *w != "inet").nth(1).and_then(|a| a.split('/').next());
+    (host, format!("{}:8080", ip.expect("the box has an address on the bridge")))
+}
+
+/// One `GET /index.html` on a new connection (`Connection: close`), read to the server's close.
+fn get_once(addr: &str, host: &str) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut c) = std::net::TcpStream::connect(addr) else { return false };
+    let request = format!("GET /index.html HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+    let mut resp = Vec::with_capacity(2048);
+    if c.write_all(request.as_bytes()).is_err() || c.read_to_end(&mut resp).is_err() {
+        return false;
+    }
+    resp.starts_with(b"HTTP/1.1 200") || resp.starts_with(b"HTTP/1.0 200")
+}
+
+/// nginx as a reference reverse proxy in front of the same box, when nginx is installed: the
+/// same client, backend and machine, so its ratio tells what an established proxy achieves here.
+struct Nginx {
+    addr: String,
+    child: std::process::Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Nginx {
+    fn start(backend: &str) -> Option<Nginx> {
+        let dir = tempfile::tempdir().ok()?;
+        let port = std::net::TcpListener::bind("127.0.0.1:0").ok()?.local_addr().ok()?.port();
+        let d = dir.path().display();
+        let conf = format!(
+            "worker_processes auto; pid {d}/nginx.pid; error_log {d}/error.log;
+events {{ worker_connections 1024; }}
+http {{
+  access_log off; client_body_temp_path {d}; proxy_temp_path {d};
+  fastcgi_temp_path {d}; uwsgi_temp_path {d}; scgi_temp_path {d};
+  server {{
+    listen 127.0.0.1:{port};
+    location / {{ proxy_pass http://{backend}; proxy_set_header Host $host; }}
+  }}
+}}
+"
+        );
+        std::fs::write(dir.path().join("nginx.conf"), conf).ok()?;
+        let child = Command::new("nginx")
+            .arg("-c")
+            .arg(dir.path().join("nginx.conf"))
+            .args(["-g", "daemon off;"])
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .ok()?;
+        let addr = format!("127.0.0.1:{port}");
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(&addr).is_ok() {
+                return Some(Nginx { addr, child, _dir: dir });
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        // SIGTERM, not SIGKILL: the master then stops its workers (a killed master orphans them).
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.child.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+        let _ = self.child.wait();
+    }
+}
+
+/// One `GET /index.html` on a kept-alive connection (opened when there is none); the connection
+/// is dropped when the server says it closes it. Responses are read by their Content-Length.
+fn keep_alive_get(
+    conn: &mut Option<std::io::BufReader<std::net::TcpStream>>,
+    addr: &str,
+    host: &str,
+) -> bool {
+    use std::io::{BufRead, Read, Write};
+    if conn.is_none() {
+        let Ok(c) = std::net::TcpStream::connect(addr) else { return false };
+        let _ = c.set_nodelay(true);
+        *conn = Some(std::io::BufReader::new(c));
+    }
+    let Some(c) = conn.as_mut() else { return false };
+    let request = format!("GET /index.html HTTP/1.1\r\nHost: {host}\r\n\r\n");
+    if c.get_mut().write_all(request.as_bytes()).is_err() {
+        *conn = None;
+        return false;
+    }
+    let (mut status_ok, mut length, mut close, mut line) = (false, None, false, String::new());
+    loop {
+        line.clear();
+        if c.read_line(&mut line).unwrap_or(0) == 0 {
+            *conn = None;
             return false;
         }
-        resp.starts_with(b"HTTP/1.1 200") || resp.starts_with(b"HTTP/1.0 200")
-    };
-    for _ in 0..200 {
-        if one(&direct) && one(&proxied) {
+        let l = line.trim_end().to_ascii_lowercase();
+        if l.is_empty() {
             break;
         }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    let window = Duration::from_millis(if quick { 700 } else { 2000 });
-    let round = |addr: &str| -> (f64, Vec<Duration>) {
-        let start = Instant::now();
-        let per_thread: Vec<Vec<Duration>> = std::thread::scope(|scope| {
-            let handles: Vec<_> = (0..4)
-                .map(|_| {
-                    scope.spawn(|| {
-                        let mut lat = Vec::new();
-                        while start.elapsed() < window {
-                            let (d, ok) = time(|| one(addr));
-                            assert!(ok, "request to {addr} failed");
-                            lat.push(d);
-                        }
-                        lat
-                    })
-                })
-                .collect();
-            handles.into_iter().map(|h| h.join().expect("client thread")).collect()
-        });
-        let lat: Vec<Duration> = per_thread.into_iter().flatten().collect();
-        (lat.len() as f64 / start.elapsed().as_secs_f64(), lat)
-    };
-    let (mut best_direct, mut best_proxy) = ((0.0, Vec::new()), (0.0, Vec::new()));
-    for _ in 0..if quick { 2 } else { 3 } {
-        let d = round(&direct);
-        if d.0 > best_direct.0 {
-            best_direct = d;
-        }
-        let p = round(&proxied);
-        if p.0 > best_proxy.0 {
-            best_proxy = p;
+        if l.starts_with("http/1.") {
+            status_ok = l.split_whitespace().nth(1) == Some("200");
+        } else if let Some(v) = l.strip_prefix("content-length:") {
+            length = v.trim().parse::<usize>().ok();
+        } else if l.starts_with("connection:") && l.contains("close") {
+            close = true;
         }
     }
-    t.add(
-        "GET 1 KiB page straight to the box (4 clients)",
-        best_direct.1,
-        &format!("{:.0} req/s", best_direct.0),
-    );
-    t.add(
-        "GET 1 KiB page through the publish proxy (4 clients)",
-        best_proxy.1,
-        &format!("{:.0} req/s", best_proxy.0),
-    );
-    println!(
-        "publish proxy: {:.0} req/s vs {:.0} req/s direct: ratio {:.2} (target >= 0.7)\n",
-        best_proxy.0,
-        best_direct.0,
-        best_proxy.0 / best_direct.0
-    );
+    let mut body = vec![0; length.unwrap_or(0)];
+    let read = c.read_exact(&mut body).is_ok();
+    if close || length.is_none() {
+        // Wait for the server's close before dropping ours, so that the server side holds the
+        // TIME_WAIT: a client that closes first runs out of local ports within seconds here.
+        let mut rest = Vec::new();
+        let _ = c.read_to_end(&mut rest);
+        *conn = None;
+    }
+    status_ok && read && length.is_some()
 }
 
 /// `runc run` of `/bin/true` on the root filesystem of the `hot` box, or `None` without runc.
