@@ -14,14 +14,17 @@ use crate::error::{CliError, Result};
 use crate::setup::{self, SetupConfig};
 use crate::target::{self, Target};
 
-/// A box by project and name.
+/// Something that lives in a project (a box, a data volume, a user), by project and name.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BoxId {
+pub struct Scoped {
     pub project: String,
     pub name: String,
 }
 
-impl fmt::Display for BoxId {
+/// A box by project and name.
+pub type BoxId = Scoped;
+
+impl fmt::Display for Scoped {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}:{}", self.project, self.name)
     }
@@ -89,6 +92,23 @@ impl Ctx {
 
     /// The project for refs that do not name one: `-p`, `FORKR_PROJECT`, the config's `project`, the
     /// git root's directory name, `default`.
+    /// `NAME` in the resolved project, or `PROJECT:NAME`, for volumes and users (boxes have
+    /// richer refs). Both parts are checked here, so a bad name never reaches a URL (the server
+    /// checks again and says the same).
+    pub fn resolve_scoped(&self, raw: &str, opt: &ProjectOpt, kind: NameKind) -> Result<Scoped> {
+        match raw.split_once(':') {
+            Some((project, n)) => {
+                name::validate(NameKind::Project, project)?;
+                name::validate(kind, n)?;
+                Ok(Scoped { project: project.to_owned(), name: n.to_owned() })
+            }
+            None => {
+                name::validate(kind, raw)?;
+                Ok(Scoped { project: self.project(opt)?, name: raw.to_owned() })
+            }
+        }
+    }
+
     pub fn project(&self, opt: &ProjectOpt) -> Result<String> {
         let flag = opt.project.as_deref().filter(|p| !p.is_empty());
         let env = self.env.get("FORKR_PROJECT");

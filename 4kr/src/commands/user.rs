@@ -5,16 +5,14 @@
 //! A user ref is `NAME` (project from -p and the usual order) or `PROJECT:NAME`. `--json` works on
 //! list, create and update, not on delete (document 002).
 
-use std::fmt;
-
 use clap::{Args, Subcommand};
 use forkr_engine::api::{CreateUser, UpdateUser, UserDeleted, UserInfo};
-use forkr_engine::name::{self, NameKind};
+use forkr_engine::name::NameKind;
 use reqwest::Method;
 
 use crate::cli::{JsonOpt, NoJsonOpt, ProjectOpt};
 use crate::client::Client;
-use crate::ctx::Ctx;
+use crate::ctx::{Ctx, Scoped};
 use crate::error::{CliError, Result};
 use crate::output;
 
@@ -86,32 +84,11 @@ pub struct DeleteArgs {
 }
 
 /// A user by project and name.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UserId {
-    pub project: String,
-    pub name: String,
-}
+pub type UserId = Scoped;
 
-impl fmt::Display for UserId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}", self.project, self.name)
-    }
-}
-
-/// `NAME` in the resolved project, or `PROJECT:NAME`. Names are checked here so a bad one never
-/// reaches a URL (the server checks again and says the same).
+/// `NAME` in the resolved project, or `PROJECT:NAME`.
 pub fn resolve(ctx: &Ctx, raw: &str, opt: &ProjectOpt) -> Result<UserId> {
-    match raw.split_once(':') {
-        Some((project, user)) => {
-            name::validate(NameKind::Project, project)?;
-            name::validate(NameKind::User, user)?;
-            Ok(UserId { project: project.to_owned(), name: user.to_owned() })
-        }
-        None => {
-            name::validate(NameKind::User, raw)?;
-            Ok(UserId { project: ctx.project(opt)?, name: raw.to_owned() })
-        }
-    }
+    ctx.resolve_scoped(raw, opt, NameKind::User)
 }
 
 /// The routes of `/v1/projects/{p}/users`.

@@ -7,8 +7,6 @@
 //!
 //! A volume ref is `NAME` (project from -p and the usual order) or `PROJECT:NAME`.
 
-use std::fmt;
-
 use clap::{Args, Subcommand};
 use forkr_engine::api::{
     CreateSnapshot, CreateVolume, CreateVolumeBackup, VolumeBackupInfo, VolumeDeleted, VolumeInfo,
@@ -20,7 +18,7 @@ use serde::Serialize;
 
 use crate::cli::{JsonOpt, ProjectOpt};
 use crate::client::Client;
-use crate::ctx::Ctx;
+use crate::ctx::{Ctx, Scoped};
 use crate::error::{CliError, Result};
 use crate::output;
 
@@ -171,31 +169,11 @@ pub struct RestoreBackupArgs {
 }
 
 /// A volume by project and name.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct VolumeId {
-    pub project: String,
-    pub name: String,
-}
-
-impl fmt::Display for VolumeId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}", self.project, self.name)
-    }
-}
+pub type VolumeId = Scoped;
 
 /// `NAME` in the resolved project, or `PROJECT:NAME`.
 pub fn resolve(ctx: &Ctx, raw: &str, opt: &ProjectOpt) -> Result<VolumeId> {
-    match raw.split_once(':') {
-        Some((project, vol)) => {
-            name::validate(NameKind::Project, project)?;
-            name::validate(NameKind::Volume, vol)?;
-            Ok(VolumeId { project: project.to_owned(), name: vol.to_owned() })
-        }
-        None => {
-            name::validate(NameKind::Volume, raw)?;
-            Ok(VolumeId { project: ctx.project(opt)?, name: raw.to_owned() })
-        }
-    }
+    ctx.resolve_scoped(raw, opt, NameKind::Volume)
 }
 
 /// Parses `--size` like the declarative files do (`Gi` binary, `G` decimal, plain numbers MiB).
