@@ -179,6 +179,19 @@ pub fn base_details(b: &BaseInfo) -> String {
 }
 
 /// Pretty JSON on stdout.
+/// The end of a delete of several targets (`4kr delete a b`, `volume delete`, `user delete`): exit
+/// 0 when every target went, else one error that counts the failures (each was printed already).
+pub fn deletes_done(failed: usize, total: usize, noun: &str) -> Result<i32> {
+    if failed == 0 {
+        return Ok(0);
+    }
+    Err(CliError::from(forkr_engine::Error::new(
+        forkr_engine::ErrorKind::Conflict,
+        "delete_failed",
+        format!("{failed} of {total} {noun} could not be deleted"),
+    )))
+}
+
 pub fn print_json<T: Serialize + ?Sized>(value: &T) -> Result<()> {
     let text = serde_json::to_string_pretty(value)
         .map_err(|e| CliError::from(forkr_engine::Error::internal(format!("cannot encode JSON: {e}"))))?;

@@ -288,14 +288,7 @@ pub async fn delete(ctx: &Ctx, a: DeleteArgs) -> Result<i32> {
         output::print_json(&results)?;
     }
     let failed = results.iter().filter(|r| r.error.is_some()).count();
-    if failed > 0 {
-        return Err(CliError::from(forkr_engine::Error::new(
-            forkr_engine::ErrorKind::Conflict,
-            "delete_failed",
-            format!("{failed} of {} boxes could not be deleted", results.len()),
-        )));
-    }
-    Ok(0)
+    output::deletes_done(failed, results.len(), "boxes")
 }
 
 pub async fn stop(ctx: &Ctx, a: StopArgs, resume: bool) -> Result<i32> {

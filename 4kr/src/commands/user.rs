@@ -13,7 +13,7 @@ use reqwest::Method;
 use crate::cli::{JsonOpt, NoJsonOpt, ProjectOpt};
 use crate::client::Client;
 use crate::ctx::{Ctx, Scoped};
-use crate::error::{CliError, Result};
+use crate::error::Result;
 use crate::output;
 
 #[derive(Debug, Args)]
@@ -179,14 +179,7 @@ async fn delete(ctx: &Ctx, a: DeleteArgs) -> Result<i32> {
             }
         }
     }
-    if failed > 0 {
-        return Err(CliError::from(forkr_engine::Error::new(
-            forkr_engine::ErrorKind::BadRequest,
-            "delete_failed",
-            format!("{failed} of {} users could not be deleted", a.targets.len()),
-        )));
-    }
-    Ok(0)
+    output::deletes_done(failed, a.targets.len(), "users")
 }
 
 /// `user list`: NAME UID GID HOME SHELL CREATED.
