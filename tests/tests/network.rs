@@ -61,7 +61,9 @@ fn boxes_reach_each_other_by_name_on_any_port() {
     s.ok(&["create", "reporting", "-p", "other"]);
 
     // Same project, bare name, a TCP port nothing published.
-    s.ok(&["exec", "-p", "shop", "db", "--bg", "--", "sh", "-c", "nc -l -p 5432 > /tmp/got"]);
+    // The listener's stdin stays open: with an empty stdin busybox nc half-closes the connection
+    // at once, and a client that sees that EOF before reading its own stdin sends nothing.
+    s.ok(&["exec", "-p", "shop", "db", "--bg", "--", "sh", "-c", "sleep 30 | nc -l -p 5432 > /tmp/got"]);
     assert_eq!(s.ok(&["port", "wait", "-p", "shop", "db", "5432", "--timeout", "10s"]), "5432: listening\n");
     let ports = s.ok(&["port", "list", "-p", "shop", "db"]);
     assert!(ports.lines().any(|l| l.starts_with("5432 ")), "{ports}");
@@ -69,7 +71,17 @@ fn boxes_reach_each_other_by_name_on_any_port() {
         serde_json::from_str(&s.ok(&["port", "list", "-p", "shop", "db", "--json"])).unwrap();
     assert!(json.as_array().unwrap().iter().any(|p| p["port"] == 5432), "{json}");
     s.ok(&["exec", "-p", "shop", "web", "--", "sh", "-c", "echo hi | nc db 5432"]);
-    let got = s.ok(&["exec", "-p", "shop", "db", "--", "sh", "-c", "sleep 0.1; cat /tmp/got"]);
+    // The listener writes what it received on its own time: wait for it (at most 5 s).
+    let got = s.ok(&[
+        "exec",
+        "-p",
+        "shop",
+        "db",
+        "--",
+        "sh",
+        "-c",
+        "for i in $(seq 50); do [ -s /tmp/got ] && break; sleep 0.1; done; cat /tmp/got",
+    ]);
     assert_eq!(got, "hi\n");
 
     // Another project: `name.project` (and `name.project.forks`), here over HTTP on 8080.

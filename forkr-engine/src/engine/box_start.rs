@@ -42,7 +42,9 @@ impl Engine {
         }
     }
 
-    /// Makes sure the per-project system volumes exist (`/box/proj`, `/home`).
+    /// Makes sure the per-project system volumes exist (`/box/proj`, `/home`). The first boxes of
+    /// a project may start in parallel: the one that loses the race to create a volume finds it
+    /// made by the winner, which is success.
     pub(super) fn ensure_project_volumes(&self, project: &str) -> Result<()> {
         for dir in [self.layout.box_proj(project), self.layout.home(project)] {
             if !self.storage.is_subvolume(&dir) {
@@ -50,7 +52,10 @@ impl Engine {
                     std::fs::create_dir_all(parent)
                         .map_err(|e| Error::io(format!("creating {}", parent.display()), e))?;
                 }
-                self.storage.create_subvolume(&dir)?;
+                match self.storage.create_subvolume(&dir) {
+                    Err(e) if e.code() == "already_exists" && self.storage.is_subvolume(&dir) => {}
+                    other => other?,
+                }
             }
         }
         Ok(())
