@@ -14,7 +14,7 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo build --workspace --bins --locked
 # The crash tests' server: the same program with fault injection compiled in (never shipped).
 cargo build -p forkr-server --features fault-injection --bin forkr-server-faults --locked
-cargo test --workspace --locked -- --test-threads="${FORKR_TEST_THREADS:-4}"
+cargo test --workspace --locked --no-fail-fast -- --test-threads="${FORKR_TEST_THREADS:-4}"
 # Property-based API tests against the served OpenAPI document (a few minutes), then every fuzz
 # target for a bounded time from its committed corpus (the first instrumented build takes ~6 min).
 bash scripts/schemathesis.sh
