@@ -267,6 +267,28 @@ async fn tini_and_bash_make_the_documented_pid1() {
     assert!(!h.rt.is_alive(&key("t1"), &r));
 }
 
+/// The kernel drops a signal sent to a namespace's PID 1 that neither blocks nor catches it. Right
+/// after a start, tini (or the built-in init) may not have reached its first instructions yet: a
+/// stop at that moment must still be heard, not wait out the whole grace before a SIGKILL.
+#[tokio::test]
+async fn a_stop_right_after_a_start_is_heard() {
+    let h = harness("quick");
+    for tini in [true, false] {
+        let root = make_root(h.dir.path(), if tini { "tini" } else { "builtin" }, tini);
+        for _ in 0..25 {
+            let r = h.rt.start(&start_spec(&h, "q1", &root)).await.unwrap();
+            let t = Instant::now();
+            h.rt.stop(&key("q1"), &r, Duration::from_secs(60)).await.unwrap();
+            assert!(
+                t.elapsed() < Duration::from_secs(30),
+                "SIGTERM was lost (tini: {tini}): the stop waited {:?} for the grace",
+                t.elapsed()
+            );
+            assert!(!h.rt.is_alive(&key("q1"), &r));
+        }
+    }
+}
+
 #[tokio::test]
 async fn tmp_is_fresh_after_stop_and_start_but_the_root_persists() {
     let h = harness("restart");

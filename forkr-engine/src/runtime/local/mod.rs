@@ -172,6 +172,9 @@ impl Local {
         let box_name = format!("box {:?} of project {:?}", spec.key.name, spec.key.project);
         match report {
             ShimReport::Started { pid, init } => {
+                if init == shim::InitKind::Tini {
+                    tini_ready(pid).await;
+                }
                 let st = procfs::stat(pid).filter(|s| !s.is_dead()).ok_or_else(|| {
                     Error::internal(format!(
                         "PID 1 of {box_name} exited right after it started; see its log {}",
@@ -267,6 +270,25 @@ fn validate_start(spec: &StartSpec) -> Result<()> {
         ));
     }
     Ok(())
+}
+
+/// Waits until tini, just exec'd as PID 1, has started its child (at most [`START_TIMEOUT`], and
+/// no longer than it lives).
+///
+/// The kernel drops a signal sent to a namespace's init that neither blocks nor catches it. Until
+/// tini has run its first instructions, which block its signals, a stop's SIGTERM would be lost
+/// and the stop would wait out the whole grace; on a busy machine that window lasts milliseconds.
+/// tini sets its signals up before it forks its child, so a child means a SIGTERM is heard.
+async fn tini_ready(pid: u32) {
+    let deadline = tokio::time::Instant::now() + START_TIMEOUT;
+    let mut poll = Duration::from_micros(200);
+    while !procfs::has_children(pid)
+        && procfs::stat(pid).is_some_and(|s| !s.is_dead())
+        && tokio::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(poll).await;
+        poll = (poll * 2).min(Duration::from_millis(20));
+    }
 }
 
 /// Reaps `pid` if it is a dead child of this process (a PID 1 we adopted as subreaper).

@@ -46,6 +46,12 @@ pub(crate) fn nested_pid(pid: u32) -> Option<u32> {
     parse_nspid(&text)
 }
 
+/// Whether `pid` has a child process (`/proc/<pid>/task/<pid>/children`: children of its main
+/// thread, which is all of them for a single-threaded init).
+pub(crate) fn has_children(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).is_ok_and(|s| !s.trim().is_empty())
+}
+
 pub(crate) fn parse_nspid(status: &str) -> Option<u32> {
     let line = status.lines().find_map(|l| l.strip_prefix("NSpid:"))?;
     let pids: Vec<&str> = line.split_ascii_whitespace().collect();
@@ -80,6 +86,12 @@ mod tests {
         // Stable: the start time of a process never changes.
         assert_eq!(stat(me).unwrap().start_time, s.start_time);
         assert_eq!(nested_pid(me), None, "the test runs in the host PID namespace");
+        assert!(!has_children(u32::MAX));
+        let mut child = std::process::Command::new("sleep").arg("5").spawn().unwrap();
+        let mine = has_children(me);
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert!(mine, "a spawned child is listed");
     }
 
     #[test]
