@@ -86,12 +86,21 @@ mod tests {
         // Stable: the start time of a process never changes.
         assert_eq!(stat(me).unwrap().start_time, s.start_time);
         assert_eq!(nested_pid(me), None, "the test runs in the host PID namespace");
-        assert!(!has_children(u32::MAX));
-        let mut child = std::process::Command::new("sleep").arg("5").spawn().unwrap();
-        let mine = has_children(me);
-        child.kill().unwrap();
-        child.wait().unwrap();
-        assert!(mine, "a spawned child is listed");
+    }
+
+    #[test]
+    fn sees_children() {
+        assert!(!has_children(u32::MAX), "no such process");
+        // A shell (single-threaded, like an init) with one child.
+        let mut sh = std::process::Command::new("sh").args(["-c", "sleep 5 & wait"]).spawn().unwrap();
+        let pid = sh.id();
+        let listed = (0..500).any(|_| {
+            std::thread::sleep(std::time::Duration::from_millis(2));
+            has_children(pid)
+        });
+        sh.kill().unwrap();
+        sh.wait().unwrap();
+        assert!(listed, "the shell's child was never listed");
     }
 
     #[test]
