@@ -53,7 +53,7 @@ impl Engine {
                         .map_err(|e| Error::io(format!("creating {}", parent.display()), e))?;
                 }
                 match self.storage.create_subvolume(&dir) {
-                    Err(e) if e.code() == "already_exists" && self.storage.is_subvolume(&dir) => {}
+                    Err(_) if self.storage.is_subvolume(&dir) => {}
                     other => other?,
                 }
             }

@@ -90,15 +90,20 @@ mod tests {
 
     #[test]
     fn sees_children() {
+        use std::os::unix::process::CommandExt;
+
         assert!(!has_children(u32::MAX), "no such process");
-        // A shell (single-threaded, like an init) with one child.
-        let mut sh = std::process::Command::new("sh").args(["-c", "sleep 5 & wait"]).spawn().unwrap();
+        // A shell (single-threaded, like an init) with one child, in a process group of its own
+        // so that the child goes too.
+        let mut sh =
+            std::process::Command::new("sh").args(["-c", "sleep 5 & wait"]).process_group(0).spawn().unwrap();
         let pid = sh.id();
         let listed = (0..500).any(|_| {
             std::thread::sleep(std::time::Duration::from_millis(2));
             has_children(pid)
         });
-        sh.kill().unwrap();
+        nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGKILL)
+            .unwrap();
         sh.wait().unwrap();
         assert!(listed, "the shell's child was never listed");
     }
